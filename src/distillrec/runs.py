@@ -18,6 +18,7 @@ import torch
 
 import distillrec
 from distillrec.data.dataset import Dataset
+from distillrec.data.features import encode_side_features
 from distillrec.data.interactions import InteractionMatrix
 from distillrec.data.loading import load_dataset
 from distillrec.data.splits import Split, make_split
@@ -100,16 +101,19 @@ def resolve_device(device: str) -> torch.device:
 
 
 def train_data(dataset: Dataset, split: Split) -> TrainData:
+    """The train part as tensors, with side features encoded for the models."""
     rows = split.train
     return TrainData(users=torch.from_numpy(dataset.users[rows]), items=torch.from_numpy(dataset.items[rows]),
                      ratings=torch.from_numpy(dataset.ratings[rows]).float(), matrix=split.matrix(dataset, "train"),
-                     n_users=dataset.n_users, n_items=dataset.n_items)
+                     n_users=dataset.n_users, n_items=dataset.n_items,
+                     user_features=encode_side_features(dataset.user_features)[1],
+                     item_features=encode_side_features(dataset.item_features)[1])
 
 
 def data_shape(dataset: Dataset) -> DataShape:
+    """Sizes and (encoded) feature fields of a dataset: what a model is built from."""
     return DataShape(dataset.n_users, dataset.n_items, tuple(dataset.rating_scale),
-                     dataset.user_features.fields if dataset.user_features else (),
-                     dataset.item_features.fields if dataset.item_features else ())
+                     encode_side_features(dataset.user_features)[0], encode_side_features(dataset.item_features)[0])
 
 
 def train_run(spec: RunSpec, out: Path | None = None, progress: bool = True,
@@ -123,6 +127,7 @@ def train_run(spec: RunSpec, out: Path | None = None, progress: bool = True,
     split = make_split(dataset, spec.protocol, spec.seed, spec.fold)
     torch.manual_seed(spec.seed)
     model = create_model(spec.model, data_shape(dataset), spec.model_config)
+    model.rank_by = "rating" if spec.task == "rating" else "logit"
     data = train_data(dataset, split)
     heads = ("rating", "ranking") if spec.task == "both" else (spec.task,)
     log_path = None
@@ -155,8 +160,11 @@ def _fit_gradient_heads(model: Recommender, spec: RunSpec, dataset: Dataset, spl
     generator = torch.Generator(device="cpu").manual_seed(spec.seed + 1)
     task = build_task(trained, data.matrix, spec.train.ranking_loss, spec.train.n_negatives,
                       spec.train.rating_weight, generator)
-    monitor = "ndcg@10" if "ranking" in trained else "rmse"
-    validate = make_validator(dataset, split, trained, device=device)
+    monitor = spec.train.monitor
+    if monitor == "auto":
+        monitor = "ndcg@10" if "ranking" in trained else "rmse"
+    watched = {*trained, "rating" if monitor in ("rmse", "mae") else "ranking"}
+    validate = make_validator(dataset, split, tuple(sorted(watched)), device=device)
     return Trainer(spec.train, log_path, progress).fit(model, task, data, validate, monitor, seed=spec.seed)
 
 
@@ -182,8 +190,8 @@ def save_run(run: Run, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     model = run.model
     write_json(folder / "config.json", {"model": model.model_name, "model_config": model.config_dict(),
-                                        "shape": model.shape.to_dict(), "spec": run.spec.to_dict(),
-                                        "version": distillrec.__version__})
+                                        "shape": model.shape.to_dict(), "rank_by": model.rank_by,
+                                        "spec": run.spec.to_dict(), "version": distillrec.__version__})
     save_tensors(folder / "model.safetensors", model.state_dict())
     save_tensors(folder / "seen.safetensors", {"indptr": run.seen.indptr, "indices": run.seen.indices})
     write_json(folder / "ids.json", {"users": run.user_ids, "items": run.item_ids, "titles": run.titles})
@@ -199,6 +207,7 @@ def load_run(folder: Path, device: str = "cpu") -> Run:
     shape = DataShape.from_dict(config["shape"])
     model = model_class(config["model"])(shape, build_config(config["model"], config["model_config"]))
     model.load_state_dict(load_tensors(folder / "model.safetensors"))
+    model.rank_by = config.get("rank_by", "logit")
     model.to(resolve_device(device)).eval()
     seen_raw = load_tensors(folder / "seen.safetensors")
     ids = read_json(folder / "ids.json")

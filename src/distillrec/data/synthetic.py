@@ -24,7 +24,8 @@ and equal to the ids used. Ground-truth factors are returned in ``Dataset.extra`
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -308,8 +309,8 @@ def _select_items(truth: _Truth, counts: np.ndarray, cfg: SyntheticConfig,
     The selection logit is ``popularity_skew * log_pop + affinity_strength * affinity`` with affinity the
     standardised part of the rating that depends on the item (item bias + interaction). Users are processed
     in order of their count so a chunk's top-k width fits all its users. Each chunk has its own random
-    stream, so chunks run on a thread pool (numpy releases the GIL in the heavy kernels) and the result does
-    not depend on scheduling or on the machine.
+    stream, so chunks are sampled on a thread pool (numpy releases the GIL in the heavy kernels) and the
+    result does not depend on scheduling or on the machine.
     """
     gamma = cfg.affinity_strength / np.hypot(ITEM_BIAS_STD, INTERACTION_STD)
     item_logit = (cfg.popularity_skew * truth.item_log_pop + gamma * truth.item_bias).astype(np.float32)
@@ -318,14 +319,19 @@ def _select_items(truth: _Truth, counts: np.ndarray, cfg: SyntheticConfig,
     rows = max(1, CHUNK_ELEMENTS // cfg.n_items)
     chunks = [by_count[start:start + rows] for start in range(0, cfg.n_users, rows)]
 
-    def sample(chunk: np.ndarray, child: np.random.SeedSequence) -> np.ndarray:
-        logits = np.matmul(truth.user_vec[chunk], item_side)
-        logits += item_logit
-        return _top_k(np.random.default_rng(child), logits, counts[chunk])
-
     workers = min(MAX_WORKERS, os.cpu_count() or 1, len(chunks))
+    pending: deque[Future[np.ndarray]] = deque()
+    items: list[np.ndarray] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        items = list(pool.map(sample, chunks, seed_seq.spawn(len(chunks))))
+        for chunk, child in zip(chunks, seed_seq.spawn(len(chunks)), strict=True):
+            # The matmul stays on this thread: multi-threaded OpenBLAS calls from every pool thread would
+            # oversubscribe the cores, while the RNG, log and partition in _top_k parallelise cleanly.
+            logits = np.matmul(truth.user_vec[chunk], item_side)
+            logits += item_logit
+            pending.append(pool.submit(_top_k, np.random.default_rng(child), logits, counts[chunk]))
+            if len(pending) > workers:  # bounds memory to about workers + 1 chunks in flight
+                items.append(pending.popleft().result())
+        items.extend(future.result() for future in pending)
     users = [np.repeat(chunk, counts[chunk]) for chunk in chunks]
     return np.concatenate(users), np.concatenate(items)
 
@@ -338,7 +344,7 @@ def _top_k(rng: np.random.Generator, logits: np.ndarray, k: np.ndarray) -> np.nd
     Gumbel), whose smallest entries are the top-k, computed in place to save passes over memory.
     """
     noise = rng.standard_exponential(logits.shape, dtype=np.float32)
-    with np.errstate(divide="ignore"):  # E == 0 (about once in 2**24 draws) means Gumbel +inf: always chosen
+    with np.errstate(divide="ignore"):  # a rare float32 E == 0 means Gumbel +inf: always chosen
         np.log(noise, out=noise)
     keys = np.subtract(noise, logits, out=logits)
     del noise

@@ -1,3 +1,3 @@
 """Built-in models; importing this package registers them."""
 
-from distillrec.models import pop, svd  # noqa: F401
+from distillrec.models import deepfm, pop, svd  # noqa: F401

@@ -9,7 +9,7 @@ gradient step. Models never hold the dataset or a global config, only typed size
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -57,10 +57,15 @@ class TrainData:
     matrix: InteractionMatrix  # train positives, for PureSVD and negative rejection
     n_users: int
     n_items: int
+    #: encoded side features (see ``data.features``): int64 [n] codes or float32 [n, vocab] multi-hot
+    user_features: dict[str, torch.Tensor] = field(default_factory=dict)
+    item_features: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def to(self, device: torch.device | str) -> TrainData:
         return TrainData(self.users.to(device), self.items.to(device), self.ratings.to(device),
-                         self.matrix.to(device), self.n_users, self.n_items)
+                         self.matrix.to(device), self.n_users, self.n_items,
+                         {k: v.to(device) for k, v in self.user_features.items()},
+                         {k: v.to(device) for k, v in self.item_features.items()})
 
 
 @dataclass
@@ -85,6 +90,8 @@ class Recommender(nn.Module):
         super().__init__()
         self.shape = shape
         self.config = config
+        #: which output ranks items: "logit" (the ranking head) or "rating" (for rating-only training)
+        self.rank_by = "logit"
 
     @property
     def n_users(self) -> int:

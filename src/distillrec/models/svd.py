@@ -30,8 +30,8 @@ from distillrec.registry import register_model
 class SVDConfig:
     """PureSVD rank and popularity damping; biased-MF size and L2 weights."""
 
-    rank: int = 30
-    pop_beta: float = 0.25
+    rank: int = 20
+    pop_beta: float = 0.0
     mf_dim: int = 64
     mf_reg: float = 0.12
     bias_reg: float = 0.0
@@ -42,7 +42,7 @@ class SVDConfig:
 class SVD(Recommender):
     config_class = SVDConfig
     gradient_heads = ("rating",)  # the ranking head is closed-form
-    train_defaults: ClassVar[dict[str, Any]] = {"lr": 0.002, "batch_size": 512}
+    train_defaults: ClassVar[dict[str, Any]] = {"lr": 0.001, "batch_size": 512}
 
     def __init__(self, shape: DataShape, config: SVDConfig) -> None:
         super().__init__(shape, config)

@@ -38,6 +38,8 @@ class TrainConfig:
     ranking_loss: str = "bpr"
     n_negatives: int = 1
     rating_weight: float = 0.5
+    #: early-stopping metric on the valid split; "auto" = ndcg@10 when a ranking head is trained, else rmse
+    monitor: str = "auto"
 
 
 @dataclass
@@ -56,7 +58,8 @@ class TrainResult:
 
     @property
     def seconds_per_epoch(self) -> float:
-        return self.seconds / max(1, self.epochs_run)
+        """Mean optimisation time of an epoch, validation excluded (what other libraries report)."""
+        return sum(row["train_seconds"] for row in self.history) / max(1, self.epochs_run)
 
 
 class Trainer:
@@ -83,12 +86,13 @@ class Trainer:
             model.train()
             epoch_start = time.perf_counter()
             losses = self._run_epoch(model, task, data, optimizer, generator, device)
+            valid_start = time.perf_counter()
             model.eval()
             metrics = validate(model)
             if monitor not in metrics:
                 raise DistillrecError(f"monitor {monitor!r} not among validation metrics {sorted(metrics)}")
             row = {"epoch": epoch, **losses, **{f"valid_{k}": v for k, v in metrics.items()},
-                   "seconds": time.perf_counter() - epoch_start}
+                   "train_seconds": valid_start - epoch_start, "valid_seconds": time.perf_counter() - valid_start}
             result.history.append(row)
             self._log(row)
             value = metrics[monitor]

@@ -1,0 +1,105 @@
+"""Shared building blocks: the field-embedding layer every feature model uses, and an MLP.
+
+``FieldEmbedding`` turns (user, item) pairs into ``[N, F, D]`` field embeddings: the user id, the user's
+side-feature fields, the item id and the item's fields, in that order. Each field has its own table
+(per-field structure is what Fisher analysis and pruning work on). Multi-valued fields (genres) are
+mean-pooled. The entities' feature codes are buffers filled in ``load_features`` and saved with the model,
+so a checkpoint can score users without the dataset. User-side and item-side parts are computed
+separately, which lets full ranking embed each user and each item once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from distillrec.data.dataset import FieldKind, FieldSpec
+from distillrec.models.base import DataShape
+
+
+class FieldEmbedding(nn.Module):
+    """Per-field embedding tables for user id, user fields, item id, item fields -> ``[N, F, D]``."""
+
+    def __init__(self, shape: DataShape, dim: int, use_features: bool = True, init_std: float = 0.01) -> None:
+        super().__init__()
+        self.dim = dim
+        user_fields = shape.user_fields if use_features else ()
+        item_fields = shape.item_fields if use_features else ()
+        self.user_specs = (FieldSpec("user_id", FieldKind.CATEGORICAL, ()), *user_fields)
+        self.item_specs = (FieldSpec("item_id", FieldKind.CATEGORICAL, ()), *item_fields)
+        sizes = {"user_id": shape.n_users, "item_id": shape.n_items}
+        self.tables = nn.ModuleDict()
+        for side, specs, n_rows in (("user", self.user_specs, shape.n_users), ("item", self.item_specs, shape.n_items)):
+            for spec in specs:
+                self.tables[self._key(side, spec.name)] = nn.Embedding(sizes.get(spec.name, spec.vocab_size), dim)
+                if spec.name in sizes:
+                    continue
+                multi = spec.kind is FieldKind.MULTI_CATEGORICAL
+                empty = torch.zeros(n_rows, spec.vocab_size) if multi else torch.zeros(n_rows, dtype=torch.int64)
+                self.register_buffer(self._buffer(side, spec.name), empty)
+        for table in self.tables.values():
+            nn.init.normal_(table.weight, std=init_std)
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f"user.{s.name}" if s.name != "user_id" else "user_id" for s in self.user_specs] + [
+            f"item.{s.name}" if s.name != "item_id" else "item_id" for s in self.item_specs]
+
+    @property
+    def n_fields(self) -> int:
+        return len(self.user_specs) + len(self.item_specs)
+
+    def load_features(self, user_values: dict[str, torch.Tensor], item_values: dict[str, torch.Tensor]) -> None:
+        """Copy the entities' encoded feature codes into the buffers (done once, in ``prepare``)."""
+        for side, specs, values in (("user", self.user_specs, user_values), ("item", self.item_specs, item_values)):
+            for spec in specs[1:]:
+                buffer = getattr(self, self._buffer(side, spec.name))
+                buffer.copy_(values[spec.name].to(buffer.dtype))
+
+    def user_embeddings(self, users: torch.Tensor) -> torch.Tensor:
+        """``[B]`` user ids -> ``[B, F_user, D]``."""
+        return self._side("user", self.user_specs, users)
+
+    def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:
+        """``[B]`` item ids -> ``[B, F_item, D]``."""
+        return self._side("item", self.item_specs, items)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Pairs -> ``[N, F, D]`` with user fields first, then item fields."""
+        return torch.cat([self.user_embeddings(users), self.item_embeddings(items)], dim=1)
+
+    def _side(self, side: str, specs: Sequence[FieldSpec], ids: torch.Tensor) -> torch.Tensor:
+        parts = [self.tables[self._key(side, specs[0].name)](ids)]
+        for spec in specs[1:]:
+            table = self.tables[self._key(side, spec.name)]
+            codes = getattr(self, self._buffer(side, spec.name))[ids]
+            if spec.kind is FieldKind.MULTI_CATEGORICAL:
+                weights = codes / codes.sum(-1, keepdim=True).clamp(min=1.0)  # mean pooling, [B, V]
+                parts.append(weights @ table.weight)
+            else:
+                parts.append(table(codes))
+        return torch.stack(parts, dim=1)
+
+    @staticmethod
+    def _key(side: str, name: str) -> str:
+        return name if name in ("user_id", "item_id") else f"{side}__{name}"
+
+    @staticmethod
+    def _buffer(side: str, name: str) -> str:
+        return f"codes__{side}__{name}"
+
+
+class MLP(nn.Sequential):
+    """Linear -> ReLU (-> Dropout) blocks; ``hidden`` lists the layer widths."""
+
+    def __init__(self, in_dim: int, hidden: Sequence[int], dropout: float = 0.0) -> None:
+        layers: list[nn.Module] = []
+        for width in hidden:
+            layers += [nn.Linear(in_dim, width), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            in_dim = width
+        super().__init__(*layers)
+        self.out_dim = in_dim

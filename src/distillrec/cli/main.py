@@ -10,10 +10,10 @@ import sys
 import warnings
 
 from distillrec import __version__
-from distillrec.cli import datasets, evaluate, recommend, split, train
+from distillrec.cli import datasets, evaluate, recommend, split, train, zoo
 from distillrec.errors import DistillrecError
 
-SUBCOMMANDS = (train, evaluate, recommend, datasets, split)
+SUBCOMMANDS = (train, zoo, evaluate, recommend, datasets, split)
 
 
 def build_parser() -> argparse.ArgumentParser:

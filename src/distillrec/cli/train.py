@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
-from typing import Any
 
 from distillrec.cli.common import (
     add_dataset_options,
@@ -17,11 +15,10 @@ from distillrec.cli.common import (
     parse_overrides,
 )
 from distillrec.cli.report import print_metrics
-from distillrec.errors import DistillrecError
 from distillrec.models.base import TASKS
-from distillrec.registry import list_models, model_class
+from distillrec.registry import list_models
 from distillrec.runs import RunSpec, train_run
-from distillrec.training.trainer import TrainConfig
+from distillrec.settings import split_settings
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -37,27 +34,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_flag(parser, "set", action="append", metavar="KEY=VALUE", help="override one setting (repeatable)")
     add_runtime_options(parser)
     parser.set_defaults(handler=run)
-
-
-def split_settings(model: str, settings: dict[str, Any]) -> tuple[dict[str, Any], TrainConfig]:
-    """Route each setting to the model config or the training config; ``train.`` prefixes are allowed."""
-    model_fields = {f.name for f in dataclasses.fields(model_class(model).config_class)}
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    model_cfg: dict[str, Any] = {}
-    train_cfg: dict[str, Any] = dict(getattr(model_class(model), "train_defaults", {}))
-    for key, value in settings.items():
-        name = key.removeprefix("train.").removeprefix("model.")
-        if key.startswith("train.") or (name in train_fields and name not in model_fields):
-            if name not in train_fields:
-                raise DistillrecError(f"unknown training setting {name!r}; known: {', '.join(sorted(train_fields))}")
-            train_cfg[name] = value
-        elif name in model_fields:
-            model_cfg[name] = value
-        else:
-            raise DistillrecError(f"unknown setting {key!r} for {model}; model settings: "
-                                  f"{', '.join(sorted(model_fields))}; "
-                                  f"training settings: {', '.join(sorted(train_fields))}")
-    return model_cfg, TrainConfig(**train_cfg)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,64 @@
+"""The runs store: one folder per trained configuration, reused by every command.
+
+Runs live under ``$DISTILLREC_RUNS`` (default ``runs/`` in the working directory), in folders named by model,
+dataset, protocol, seed and a hash of the fully resolved spec (model settings with defaults filled in,
+training settings, task, data source). A finished folder with a matching spec is loaded instead of
+retrained; a new run is trained into a temporary folder and renamed into place, so an interrupted training
+never leaves a half-written run that would later be mistaken for a finished one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from distillrec.data.dataset import Dataset
+from distillrec.registry import build_config
+from distillrec.runs import Run, RunSpec, load_run, train_run
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("DISTILLREC_RUNS") or "runs")
+
+
+def resolved_spec(spec: RunSpec) -> dict:
+    """The spec with model defaults filled in, so that omitted and explicit defaults hash alike."""
+    raw = spec.to_dict()
+    raw["model_config"] = dataclasses.asdict(build_config(spec.model, spec.model_config))
+    raw.pop("device", None)  # where it ran does not change what was trained
+    return raw
+
+
+def spec_hash(spec: RunSpec) -> str:
+    text = json.dumps(resolved_spec(spec), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def run_folder(spec: RunSpec, root: Path | None = None) -> Path:
+    fold = f"-fold{spec.fold}" if spec.fold is not None else ""
+    name = f"{spec.model}-{spec.data.name}-{spec.protocol}{fold}-seed{spec.seed}-{spec_hash(spec)}"
+    return (root or runs_root()) / name
+
+
+def get_or_train(spec: RunSpec, root: Path | None = None, dataset: Dataset | None = None,
+                 progress: bool = True, device: str | None = None) -> tuple[Run, bool]:
+    """Load the stored run of ``spec`` or train it; returns ``(run, reused)``."""
+    folder = run_folder(spec, root)
+    if (folder / "metrics.json").is_file():
+        return load_run(folder, device=device or spec.device), True
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        run = train_run(spec, out=tmp, progress=progress, dataset=dataset)
+        if folder.exists():  # a concurrent or stale partial folder: replace it
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    run.folder = folder
+    return run, False

@@ -43,3 +43,35 @@ def recommend(run: Run, user: str, k: int = 10, exclude_seen: bool = True) -> tu
                            run.titles[item] if run.titles else None)
             for rank, (item, value) in enumerate(zip(top.tolist(), values.tolist(), strict=True))
             if value != float("-inf")], cold
+
+
+@torch.inference_mode()
+def explain(run: Run, user: str, items: list[str]) -> list[dict[str, float]]:
+    """Per-member contributions of an ensemble to each item's ranking score and predicted rating.
+
+    ``rank:<member>`` is the member's weight times its normalised score (they add up to the ensemble's
+    score); ``rating:<member>`` is its weight times its rating prediction (they add up to the raw rating).
+    """
+    from distillrec.ensemble.weighted import Ensemble, normalise
+
+    model = run.model
+    if not isinstance(model, Ensemble):
+        return []
+    index = {u: i for i, u in enumerate(run.user_ids)}
+    item_index = {v: i for i, v in enumerate(run.item_ids)}
+    if user not in index:
+        return []
+    uid = torch.tensor([index[user]])
+    iids = torch.tensor([item_index[i] for i in items])
+    rows: list[dict[str, float]] = [{} for _ in items]
+    for i, weight in model.task_weights("ranking"):
+        member = model.members[i]
+        part = weight * normalise(member.score(uid), model.config.fusion)[0, iids]
+        for row, value in zip(rows, part.tolist(), strict=True):
+            row[f"rank:{member.model_name}"] = value
+    for i, weight in model.task_weights("rating"):
+        member = model.members[i]
+        part = weight * member.predict_rating(uid.expand(len(iids)), iids)
+        for row, value in zip(rows, part.tolist(), strict=True):
+            row[f"rating:{member.model_name}"] = value
+    return rows

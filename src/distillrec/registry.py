@@ -30,10 +30,10 @@ def register_model(name: str) -> Callable[[type], type]:
     return add
 
 
-def list_models() -> list[str]:
-    """Names of all registered models, sorted."""
+def list_models(include_composite: bool = False) -> list[str]:
+    """Names of the registered models, sorted; composite models (the ensemble) only when asked for."""
     _import_builtin_models()
-    return sorted(_REGISTRY)
+    return sorted(n for n, cls in _REGISTRY.items() if include_composite or not getattr(cls, "composite", False))
 
 
 def model_class(name: str) -> type:
@@ -63,4 +63,5 @@ def create_model(name: str, shape: Any, overrides: Mapping[str, Any] | None = No
 
 def _import_builtin_models() -> None:
     """Importing the models package runs every ``@register_model`` decorator once."""
+    import distillrec.ensemble
     import distillrec.models  # noqa: F401

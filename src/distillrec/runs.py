@@ -146,8 +146,6 @@ def train_run(spec: RunSpec, out: Path | None = None, progress: bool = True,
               None if dataset.item_titles is None else [str(t) for t in dataset.item_titles], seen)
     if out is not None:
         save_run(run, Path(out))
-        metrics["cost"]["bytes"] = (Path(out) / "model.safetensors").stat().st_size
-        write_json(Path(out) / "metrics.json", metrics)
     return run
 
 
@@ -195,6 +193,8 @@ def save_run(run: Run, folder: Path) -> None:
     save_tensors(folder / "model.safetensors", model.state_dict())
     save_tensors(folder / "seen.safetensors", {"indptr": run.seen.indptr, "indices": run.seen.indices})
     write_json(folder / "ids.json", {"users": run.user_ids, "items": run.item_ids, "titles": run.titles})
+    if "cost" in run.metrics:
+        run.metrics["cost"]["bytes"] = (folder / "model.safetensors").stat().st_size
     write_json(folder / "metrics.json", run.metrics)
 
 

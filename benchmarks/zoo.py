@@ -1,8 +1,9 @@
 """Model-zoo benchmark on ml-100k, seed 0: quality under both protocols, cost, and training speed against
 DeepCTR-Torch on the same architecture. Writes the ``zoo`` section of BENCHMARKS.md.
 
-Run: ``python benchmarks/zoo.py [--models all] [--data-dir ../shared/data]`` (trains fresh runs into a
-temporary runs store; nothing is reused from earlier runs).
+Run: ``python benchmarks/zoo.py [--models all] [--data-dir ../shared/data] [--fresh]``. Runs are kept in the
+runs store ``runs/bench`` (keyed by the fully resolved settings), so the table can be built model by model;
+``--fresh`` trains everything again in a temporary store.
 """
 
 from __future__ import annotations
@@ -83,11 +84,13 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(DATA_ROOT))
     parser.add_argument("--models", default="all")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--fresh", action="store_true", help="retrain everything in a temporary runs store")
     args = parser.parse_args()
     data = DataSpec("ml-100k", data_dir=args.data_dir)
     dataset = data.load()
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
-        rows = quality_rows(parse_models(args.models), data, dataset, Path(tmp))
+        root = Path(tmp) if args.fresh else Path("runs/bench")
+        rows = quality_rows(parse_models(args.models), data, dataset, root)
     parts = [
         "## Model zoo on ml-100k, seed 0 (`benchmarks/zoo.py`)",
         machine_line(),

@@ -1,0 +1,65 @@
+"""Ensemble-teacher benchmark on ml-100k, seed 0: the seed's fixed weights and learned weights against every
+member, on P-RANK (ranking and rating on one split) and on P-RATING u1 (rating side).
+Writes the ``ensemble`` section of BENCHMARKS.md.
+
+Run: ``python benchmarks/ensemble.py [--data-dir ../shared/data]``. Members come from the runs store
+``runs/bench`` shared with ``benchmarks/zoo.py`` (trained there when missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from _common import DATA_ROOT, machine_line, markdown_table, write_section
+from distillrec.ensemble.build import build_ensemble
+from distillrec.ensemble.weights import DEFAULT_ALGORITHMS, DEFAULT_TASKS, DEFAULT_WEIGHTS, parse_members
+from distillrec.runs import DataSpec
+
+ROOT = Path("runs/bench")
+
+
+def ensemble_rows(data: DataSpec, protocol: str, fold: int | None) -> list[list[object]]:
+    algorithms, tasks = ",".join(DEFAULT_ALGORITHMS), ",".join(DEFAULT_TASKS)
+    rows: list[list[object]] = []
+    for label, weights in (("seed weights 0.4/0.4/0.2", ",".join(map(str, DEFAULT_WEIGHTS))), ("auto", "auto")):
+        run = build_ensemble(parse_members(algorithms, weights, tasks), data, protocol, 0, fold, root=ROOT,
+                             progress=False)
+        metrics = run.metrics
+        if not rows:
+            for member in metrics["members"]:
+                test = member["test"]
+                rows.append([f"{member['model']} ({member['task']})", test["ndcg@10"], test["recall@10"],
+                             test["rmse"], test["mae"], "-", "-"])
+        config = run.model.config
+        described = ", ".join(f"{m}={w:.2f}" for m, w in zip(config.models, config.weights, strict=True))
+        if config.rating_weights:
+            described += "; rating NNLS: " + ", ".join(
+                f"{m}={w:.3f}" for m, w in zip(config.models, config.rating_weights, strict=True))
+        test = metrics["test"]
+        rows.append([f"**ensemble, {label}**", test["ndcg@10"], test["recall@10"], test["rmse"], test["mae"],
+                     config.fusion, described])
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=str(DATA_ROOT))
+    args = parser.parse_args()
+    data = DataSpec("ml-100k", data_dir=args.data_dir)
+    headers = ["model", "NDCG@10", "Recall@10", "RMSE", "MAE", "fusion", "weights"]
+    body = "\n\n".join([
+        "## Ensemble teacher on ml-100k, seed 0 (`benchmarks/ensemble.py`)",
+        machine_line(),
+        "**P-RANK** (test split; members trained with task `both`; learned weights use the valid split only):",
+        markdown_table(headers, ensemble_rows(data, "p-rank", None)),
+        "**P-RATING u1** (members trained with task `rating`; RMSE/MAE on u1.test):",
+        markdown_table(headers, ensemble_rows(data, "p-rating", 1)),
+    ])
+    write_section("ensemble", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()

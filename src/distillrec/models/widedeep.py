@@ -1,0 +1,114 @@
+"""Wide & Deep (Cheng et al., "Wide & Deep Learning for Recommender Systems", DLRS 2016).
+
+``logit = w_wide^T [x, φ(x)] + w_deep^T a^(L) + b``, trained jointly:
+
+* wide: a linear model over the raw sparse features ``x`` -- the base class's first-order term per field
+  (for the id fields exactly the user and item biases) -- plus, optionally (``cross=True``), the paper's
+  cross-product transformations ``φ(x)``: one weight per (user-side value, item-side value) conjunction
+  of every user side-feature field with every item side-feature field (e.g. ``AND(occupation=student,
+  genre=Comedy)``). Multi-valued item fields contribute the sum of the weights of their active values, as
+  the paper's binary conjunctions do. Id x id crosses are left out: they would be one weight per pair, i.e.
+  memorising the training matrix.
+* deep: an MLP over the concatenated field embeddings (ReLU layers), whose last layer feeds the heads.
+
+Both parts feed the two task heads of ``FieldInteractionModel`` (rating: ``mu + wide_r + w_r . a``, ranking
+logit: ``wide_l + w_l . a``). The paper uses FTRL for the wide part and AdaGrad for the deep part; we use
+the shared trainer's single optimiser (Adam) for both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from distillrec.data.dataset import FieldKind, FieldSpec
+from distillrec.models.base import DataShape, ModelOutput
+from distillrec.models.field_model import FieldInteractionModel
+from distillrec.models.layers import MLP, FieldEmbedding
+from distillrec.registry import register_model
+
+
+@dataclass(frozen=True)
+class WideDeepConfig:
+    """Embedding size, deep tower, wide cross-product terms on/off, L2 on the touched embedding rows."""
+
+    embed_dim: int = 16
+    hidden: tuple[int, ...] = (256, 128, 64)
+    dropout: float = 0.1
+    use_features: bool = True
+    cross: bool = False
+    embed_reg: float = 0.0
+
+
+@register_model("widedeep")
+class WideDeep(FieldInteractionModel):
+    config_class = WideDeepConfig
+    train_defaults: ClassVar[dict[str, Any]] = {"lr": 0.001, "batch_size": 256}
+
+    def __init__(self, shape: DataShape, config: WideDeepConfig) -> None:
+        super().__init__(shape, config)
+        self.mlp = MLP(self.n_fields * config.embed_dim, config.hidden, config.dropout)
+        self.build_heads(self.mlp.out_dim)
+        user_specs, item_specs = self.embedding.user_specs[1:], self.embedding.item_specs[1:]
+        self.cross_pairs = [(u, i) for u in user_specs for i in item_specs] if config.cross else []
+        # one weight table per crossed field pair, [V_user * V_item, 2] (rating, logit): zero-initialised
+        # like the base's first-order terms, so training starts from the plain deep model
+        self.crosses = nn.ModuleDict()
+        for user_spec, item_spec in self.cross_pairs:
+            table = nn.Embedding(user_spec.vocab_size * item_spec.vocab_size, 2)
+            nn.init.zeros_(table.weight)
+            self.crosses[_cross_key(user_spec, item_spec)] = table
+
+    def interact(self, fields: torch.Tensor) -> torch.Tensor:
+        """``[N, F, D]`` -> ``[N, hidden[-1]]``: the deep tower over the concatenated embeddings."""
+        return self.mlp(fields.flatten(1))
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> ModelOutput:
+        out = super().forward(users, items)
+        if not self.cross_pairs:
+            return out
+        cross = self.cross_terms(users, items)  # [B, 2]
+        return ModelOutput(rating=out.rating + cross[:, 0], logit=out.logit + cross[:, 1])
+
+    def cross_terms(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Wide cross-product part for pairs: ``[B]``, ``[B]`` -> ``[B, 2]``."""
+        total = torch.zeros(len(users), 2, device=users.device)
+        for user_spec, item_spec in self.cross_pairs:
+            weights = self._cross_table(user_spec, item_spec)[self._codes("user", user_spec, users)]  # [B, Vi, 2]
+            total = total + (weights * self._item_indicators(item_spec, items).unsqueeze(-1)).sum(1)
+        return total
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        """``[B]`` -> ``[B, n_items]``: the base's chunked scores plus the cross terms as small matmuls."""
+        scores = super().score(users)
+        if not self.cross_pairs:
+            return scores
+        column = 0 if self.rank_by == "rating" else 1
+        all_items = torch.arange(self.n_items, device=users.device)
+        for user_spec, item_spec in self.cross_pairs:
+            weights = self._cross_table(user_spec, item_spec)[self._codes("user", user_spec, users), :, column]
+            scores = scores + weights @ self._item_indicators(item_spec, all_items).T  # [B, Vi] @ [Vi, I]
+        return scores
+
+    def _cross_table(self, user_spec: FieldSpec, item_spec: FieldSpec) -> torch.Tensor:
+        return self.crosses[_cross_key(user_spec, item_spec)].weight.view(user_spec.vocab_size,
+                                                                         item_spec.vocab_size, 2)
+
+    def _codes(self, side: str, spec: FieldSpec, ids: torch.Tensor) -> torch.Tensor:
+        # the entities' feature codes live once, in the embedding layer's buffers (filled in ``prepare``)
+        return getattr(self.embedding, FieldEmbedding._buffer(side, spec.name))[ids]
+
+    def _item_indicators(self, spec: FieldSpec, items: torch.Tensor) -> torch.Tensor:
+        """``[B]`` items -> ``[B, V]`` 0/1 indicators of the field's active values."""
+        codes = self._codes("item", spec, items)
+        if spec.kind is FieldKind.MULTI_CATEGORICAL:
+            return codes
+        return F.one_hot(codes, spec.vocab_size).to(self.head.weight.dtype)
+
+
+def _cross_key(user_spec: FieldSpec, item_spec: FieldSpec) -> str:
+    return f"user__{user_spec.name}__x__item__{item_spec.name}"

@@ -42,11 +42,14 @@ from torch import nn
 
 from distillrec.errors import DistillrecError
 from distillrec.models.base import DataShape
-from distillrec.models.field_model import SCORE_CHUNK_PAIRS, FieldInteractionModel
+from distillrec.models.field_model import FieldInteractionModel
 from distillrec.models.layers import MLP
 from distillrec.registry import register_model
 
 ACTIVATIONS = {"identity": nn.Identity, "relu": nn.ReLU}
+#: pairs per chunk for the DNN in ``score``: ``[pairs, H1]`` activations stay within a core's L2 cache (4x faster
+#: than the base class's 32768 on one thread)
+DNN_CHUNK_PAIRS = 8192
 
 
 @dataclass(frozen=True)
@@ -95,16 +98,21 @@ class CIN(nn.Module):
         return sum(self.direct_maps)
 
     def forward(self, fields: torch.Tensor) -> torch.Tensor:
-        """``[N, F, D]`` -> ``[N, sum(direct_maps)]``; maps are kept channels-last (``[N, D, H]``) for the GEMMs."""
-        x0 = fields.transpose(1, 2)  # [N, D, F]
+        """``[N, F, D]`` -> ``[N, sum(direct_maps)]``.
+
+        Maps are held as ``[H, N * D]`` (a 1x1 convolution's ``[channels, length]`` with every sample's ``D``
+        positions side by side): the outer product then runs along the long contiguous axis, each layer is one
+        GEMM ``W [H_k, H * F] @ z [H * F, N * D]``, and autograd's reductions for the product are contiguous too.
+        """
+        n, n_fields, dim = fields.shape
+        x0 = fields.transpose(0, 1).reshape(n_fields, n * dim)  # [F, N * D]
         hidden, pooled = x0, []
         for layer, n_next, n_direct in zip(self.layers, self.next_maps, self.direct_maps, strict=True):
-            # z[n, d, h * F + f] = X^{k-1}[n, h, d] * X^0[n, f, d]: the outer product, so the 1x1 conv is one GEMM
-            z = (hidden.unsqueeze(-1) * x0.unsqueeze(-2)).flatten(2)  # [N, D, H * F]
-            maps = self.act(layer(z))  # [N, D, H_k]
-            pooled.append(maps[..., maps.shape[-1] - n_direct:].sum(dim=1))  # sum pooling over D
-            hidden = maps[..., :n_next]
-        return torch.cat(pooled, dim=1)
+            z = (hidden.unsqueeze(1) * x0.unsqueeze(0)).flatten(0, 1)  # [H * F, N * D], row h * F + f
+            maps = self.act(torch.addmm(layer.bias.unsqueeze(1), layer.weight, z))  # [H_k, N * D]
+            pooled.append(maps[len(maps) - n_direct:].view(n_direct, n, dim).sum(dim=2))  # sum pooling over D
+            hidden = maps[:n_next]
+        return torch.cat(pooled).t()
 
 
 @register_model("xdeepfm")
@@ -129,74 +137,79 @@ class XDeepFM(FieldInteractionModel):
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """``[B]`` -> ``[B, n_items]``, equal to the base class's chunked ``score`` up to float rounding.
 
-        The CIN part is computed in factorised form (identity activation only; otherwise the generic path runs).
+        With the identity activation and at most two CIN layers the CIN part is an exact low-rank product
+        (``_cin_factors``); only the DNN is evaluated per pair. Other configurations take the generic path.
         """
-        if self.cin.activation != "identity":
+        if self.cin.activation != "identity" or len(self.cin.layers) > 2:
             return super().score(users)
         column = 0 if self.rank_by == "rating" else 1
         weight = self.head.weight[column]  # [H]
         w_cin, w_dnn = weight[:self.cin.out_dim], weight[self.cin.out_dim:]
         all_items = torch.arange(self.n_items, device=users.device)
         user_emb, item_emb = self.embedding.user_embeddings(users), self.embedding.item_embeddings(all_items)
-        base = (self.linear.user_embeddings(users).sum(1)[:, column, None]
-                + self.linear.item_embeddings(all_items).sum(1)[None, :, column] + self.head.bias[column])  # [B, I]
-        dnn_user = dnn_item = None
-        if self.mlp is not None:  # the DNN's first affine map splits into a user and an item part
-            first = self.mlp[0]
-            n_user_cols = user_emb.shape[1] * user_emb.shape[2]
-            dnn_user = user_emb.flatten(1) @ first.weight[:, :n_user_cols].T + first.bias  # [B, H1]
-            dnn_item = item_emb.flatten(1) @ first.weight[:, n_user_cols:].T  # [I, H1]
-        batch = len(users)
-        chunk = max(1, SCORE_CHUNK_PAIRS // max(1, batch))
-        scores = []
+        user_mat, user_only, item_mat, item_only = self._cin_factors(user_emb, item_emb, w_cin)
+        user_only = user_only + self.linear.user_embeddings(users).sum(1)[:, column] + self.head.bias[column]
+        item_only = item_only + self.linear.item_embeddings(all_items).sum(1)[:, column]
+        scores = torch.addmm(user_only[:, None] + item_only[None], user_mat, item_mat.T)  # [B, I]
+        if self.mlp is None:
+            return scores
+        # The DNN's first affine map splits into a user and an item part; the rest runs per pair, in item chunks.
+        first = self.mlp[0]
+        n_user_cols = user_emb.shape[1] * user_emb.shape[2]
+        dnn_user = user_emb.flatten(1) @ first.weight[:, :n_user_cols].T + first.bias  # [B, H1]
+        dnn_item = item_emb.flatten(1) @ first.weight[:, n_user_cols:].T  # [I, H1]
+        chunk = max(1, DNN_CHUNK_PAIRS // max(1, len(users)))
         for start in range(0, self.n_items, chunk):
-            stop = min(start + chunk, self.n_items)
-            part = base[:, start:stop] + self._cin_pair_scores(user_emb, item_emb[start:stop], w_cin)
-            if dnn_user is not None:
-                hidden = dnn_user[:, None] + dnn_item[None, start:stop]  # [B, C, H1], before its ReLU
-                for module in list(self.mlp)[1:]:
-                    hidden = module(hidden)
-                part = part + hidden @ w_dnn
-            scores.append(part)
-        return torch.cat(scores, dim=1)
+            hidden = dnn_user[:, None] + dnn_item[None, start:start + chunk]  # [B, C, H1], before its ReLU
+            for module in list(self.mlp)[1:]:
+                hidden = module(hidden)
+            scores[:, start:start + chunk] += hidden @ w_dnn
+        return scores
 
-    def _cin_pair_scores(self, user: torch.Tensor, item: torch.Tensor, w_cin: torch.Tensor) -> torch.Tensor:
-        """``w_cin . p+`` for all pairs of ``[B, Fu, D]`` users and ``[C, Fi, D]`` items -> ``[B, C]``.
+    def _cin_factors(self, user: torch.Tensor, item: torch.Tensor,
+                     w_cin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``w_cin . p+`` for all pairs of ``[B, Fu, D]`` users and ``[C, Fi, D]`` items, as
+        ``user_mat [B, K] @ item_mat[C, K].T + user_only [B, 1] + item_only [1, C]`` (identity activation, <= 2
+        layers).
 
-        Per layer, the output maps are collapsed first: ``sum_g w_g X^k[g]`` is itself one map with weights
-        ``sum_g w_g W^k[g]``, so a layer is evaluated for its ``next_maps`` plus one effective map. Layer 1's
-        maps are ``sum_{i,j} W[g, i, j] x_i o x_j`` over fields ``x = [user; item]``: user-user and item-item
-        terms are computed once per user / item, the user-item term as ``sum_j M[b, g, j] o v_j`` with
-        ``M[b, g, j] = sum_i (W[g, i, j] + W[g, j, i]) u_i``. Later layers use
-        ``sum_h X[h] o (sum_{f in user} W[g, h, f] u_f + sum_{f in item} W[g, h, f] v_f)``, i.e. two batched GEMMs
-        with per-user and per-item weights instead of the ``H * F`` outer product.
+        The output maps of a layer matter only through the head: ``sum_g w_g X^k[g]`` is one map with weights
+        ``E = sum_g w_g W^k[g]``. Layer 1 is a quadratic form in ``x = [u; v]``: ``sum_{i,j} E[i,j] <x_i, x_j>`` splits
+        into user-user, item-item and user-item terms (``E[i,j] + E[j,i]``, ``i`` user, ``j`` item). Its maps sent
+        on are ``X^1[h] = A_h(u) + B_h(v) + sum_j M_hj(u) o v_j``; layer 2 collapses to
+        ``sum_{h,d} X^1[h] o (c^u_h(u) + c^v_h(v))`` with ``c^u_h = sum_{f in user} E[h, f] u_f`` (and ``c^v`` alike),
+        whose expansion is a sum of inner products of a user-side and an item-side tensor.
         """
-        n_user_fields, n_fields = user.shape[1], self.n_fields
-        offset, total, hidden = 0, 0.0, None  # hidden: [B, C, D, H] maps of the previous layer
-        for k, layer in enumerate(self.cin.layers):
-            n_next, n_direct = self.cin.next_maps[k], self.cin.direct_maps[k]
-            rows = slice(layer.out_features - n_direct, layer.out_features)
-            w = w_cin[offset:offset + n_direct]
-            offset += n_direct
-            weight = layer.weight.view(layer.out_features, -1, n_fields)  # [G, H, F]
-            eff_w = torch.cat([weight[:n_next], (w @ weight[rows].flatten(1)).view(1, *weight.shape[1:])])
-            eff_b = torch.cat([layer.bias[:n_next], (w @ layer.bias[rows]).view(1)])  # [G']
-            user_w, item_w = eff_w[..., :n_user_fields], eff_w[..., n_user_fields:]  # [G', H, Fu], [G', H, Fi]
-            if k == 0:
-                uu = torch.einsum("gij,bid,bjd->bdg", user_w[:, :n_user_fields], user, user)  # [B, D, G']
-                vv = torch.einsum("gij,cid,cjd->cdg", item_w[:, n_user_fields:], item, item)  # [C, D, G']
-                sym = user_w[:, n_user_fields:].transpose(1, 2) + item_w[:, :n_user_fields]  # [G', Fu, Fi] (i, j)
-                mixed = torch.einsum("gij,bid->bdgj", sym, user)  # [B, D, G', Fi]
-                cross = torch.einsum("bdgj,cjd->bcdg", mixed, item)  # [B, C, D, G']
-                maps = cross + uu[:, None] + vv[None] + eff_b
-            else:
-                per_user = torch.einsum("ghf,bfd->bdhg", user_w, user)  # [B, D, H, G']
-                per_item = torch.einsum("ghf,cfd->cdhg", item_w, item)  # [C, D, H, G']
-                maps = (torch.einsum("bcdh,bdhg->bcdg", hidden, per_user)
-                        + torch.einsum("bcdh,cdhg->bcdg", hidden, per_item) + eff_b)
-            total = total + maps[..., -1].sum(dim=2)  # the collapsed output map, sum-pooled over D
-            hidden = maps[..., :n_next]
-        return total
+        n_user_fields, dim = user.shape[1], user.shape[2]
+        layer = self.cin.layers[0]
+        n_next, n_direct = self.cin.next_maps[0], self.cin.direct_maps[0]
+        weight = layer.weight.view(layer.out_features, self.n_fields, self.n_fields)  # [G, F, F]
+        w_direct = w_cin[:n_direct]
+        eff = w_direct @ weight[-n_direct:].flatten(1)  # [F * F]: the collapsed output map of layer 1
+        eff = eff.view(self.n_fields, self.n_fields)
+        u_fields, i_fields = slice(0, n_user_fields), slice(n_user_fields, self.n_fields)
+        user_only = torch.einsum("ij,bid,bjd->b", eff[u_fields, u_fields], user, user)
+        user_only = user_only + dim * (w_direct @ layer.bias[-n_direct:])
+        item_only = torch.einsum("ij,cid,cjd->c", eff[i_fields, i_fields], item, item)
+        with_item = torch.einsum("ij,bid->bjd", eff[u_fields, i_fields] + eff[i_fields, u_fields].T, user)
+        user_parts, item_parts = [], []
+        if len(self.cin.layers) == 2:
+            w = weight[:n_next]  # [H, F, F]: the maps layer 2 reads
+            a = torch.einsum("hij,bid,bjd->bhd", w[:, u_fields, u_fields], user, user) + layer.bias[:n_next, None]
+            b = torch.einsum("hij,cid,cjd->chd", w[:, i_fields, i_fields], item, item)  # [C, H, D]
+            m = torch.einsum("hij,bid->bhjd", w[:, u_fields, i_fields] + w[:, i_fields, u_fields].transpose(1, 2),
+                             user)  # [B, H, Fi, D]
+            last = self.cin.layers[1]
+            eff2 = (w_cin[n_direct:] @ last.weight).view(n_next, self.n_fields)  # [H, F]
+            cu = torch.einsum("hf,bfd->bhd", eff2[:, u_fields], user)  # [B, H, D]
+            cv = torch.einsum("hf,cfd->chd", eff2[:, i_fields], item)  # [C, H, D]
+            user_only = user_only + (a * cu).sum((1, 2)) + dim * (w_cin[n_direct:] @ last.bias)
+            item_only = item_only + (b * cv).sum((1, 2))
+            with_item = with_item + torch.einsum("bhjd,bhd->bjd", m, cu)
+            user_parts += [a, cu, m]
+            item_parts += [cv, b, cv.unsqueeze(2) * item.unsqueeze(1)]
+        user_mat = torch.cat([with_item.flatten(1), *(p.flatten(1) for p in user_parts)], dim=1)
+        item_mat = torch.cat([item.flatten(1), *(p.flatten(1) for p in item_parts)], dim=1)
+        return user_mat, user_only, item_mat, item_only
 
 
 #: Validation search behind the defaults (filled from the runs recorded in the module docstring).

@@ -117,8 +117,11 @@ def data_shape(dataset: Dataset) -> DataShape:
 
 
 def train_run(spec: RunSpec, out: Path | None = None, progress: bool = True,
-              dataset: Dataset | None = None) -> Run:
-    """Load data, split, fit, evaluate on valid and test, measure cost; save to ``out`` when given."""
+              dataset: Dataset | None = None, latency_requests: int = 1000) -> Run:
+    """Load data, split, fit, evaluate on valid and test, measure cost; save to ``out`` when given.
+
+    ``latency_requests`` single-user requests time the p50/p99 latency (PROTOCOL.md asks for >= 1,000).
+    """
     if spec.task not in TASKS:
         raise DistillrecError(f"--task must be one of {', '.join(TASKS)}, got {spec.task!r}")
     build_config(spec.model, spec.model_config)  # fail fast on unknown settings
@@ -140,7 +143,7 @@ def train_run(spec: RunSpec, out: Path | None = None, progress: bool = True,
     model.to(device)
     result = _fit_gradient_heads(model, spec, dataset, split, data.to(device), heads, log_path, progress, device)
     train_seconds = time.perf_counter() - start
-    metrics = _final_metrics(model, spec, dataset, split, heads, result, train_seconds, device)
+    metrics = _final_metrics(model, spec, dataset, split, heads, result, train_seconds, device, latency_requests)
     seen = split.matrix(dataset, *EXCLUDED_PARTS["test"])
     run = Run(spec, model, metrics, [str(u) for u in dataset.user_ids], [str(i) for i in dataset.item_ids],
               None if dataset.item_titles is None else [str(t) for t in dataset.item_titles], seen)
@@ -167,12 +170,13 @@ def _fit_gradient_heads(model: Recommender, spec: RunSpec, dataset: Dataset, spl
 
 
 def _final_metrics(model: Recommender, spec: RunSpec, dataset: Dataset, split: Split, heads: tuple[str, ...],
-                   result: TrainResult, train_seconds: float, device: torch.device) -> dict[str, Any]:
+                   result: TrainResult, train_seconds: float, device: torch.device,
+                   latency_requests: int) -> dict[str, Any]:
     rating = "rating" in heads
     cost = {"params": sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers()),
             "bytes": None, "train_seconds": round(train_seconds, 3), "epochs": result.epochs_run,
             "seconds_per_epoch": round(result.seconds_per_epoch, 4), "best_epoch": result.best_epoch,
-            **serving_cost(model, dataset.n_users, device=device),
+            **serving_cost(model, dataset.n_users, requests=latency_requests, device=device),
             "peak_rss_mb": round(peak_rss_mb(), 1), "threads": torch.get_num_threads()}
     return {
         "model": spec.model, "dataset": dataset.name, "protocol": spec.protocol, "fold": split.fold,

@@ -11,7 +11,7 @@ from distillrec.registry import create_model, list_models
 from distillrec.runs import RunSpec, data_shape, load_run, train_data, train_run
 from distillrec.training.trainer import TrainConfig
 
-FAST_TRAIN = TrainConfig(epochs=3, batch_size=512, patience=2)
+FAST_TRAIN = TrainConfig(epochs=2, batch_size=512, patience=2)
 
 
 def _fitted(name: str, dataset, seed: int = 0):
@@ -37,8 +37,10 @@ def test_output_shapes(name: str, tiny_synthetic) -> None:
 
 @pytest.mark.parametrize("name", list_models())
 def test_deterministic_under_seed(name: str, tiny_synthetic) -> None:
-    a = train_run(RunSpec(model=name, train=FAST_TRAIN, seed=3), progress=False, dataset=tiny_synthetic)
-    b = train_run(RunSpec(model=name, train=FAST_TRAIN, seed=3), progress=False, dataset=tiny_synthetic)
+    a = train_run(RunSpec(model=name, train=FAST_TRAIN, seed=3), progress=False, dataset=tiny_synthetic,
+                  latency_requests=20)
+    b = train_run(RunSpec(model=name, train=FAST_TRAIN, seed=3), progress=False, dataset=tiny_synthetic,
+                  latency_requests=20)
     users = torch.arange(20)
     assert torch.equal(a.model.score(users), b.model.score(users))
     assert a.metrics["test"]["ndcg@10"] == b.metrics["test"]["ndcg@10"]
@@ -47,7 +49,7 @@ def test_deterministic_under_seed(name: str, tiny_synthetic) -> None:
 @pytest.mark.parametrize("name", list_models())
 def test_save_load_round_trip(name: str, tiny_synthetic, tmp_path) -> None:
     run = train_run(RunSpec(model=name, train=FAST_TRAIN), out=tmp_path / "run", progress=False,
-                    dataset=tiny_synthetic)
+                    dataset=tiny_synthetic, latency_requests=20)
     loaded = load_run(tmp_path / "run")
     users = torch.arange(tiny_synthetic.n_users)
     items = torch.arange(tiny_synthetic.n_users) % tiny_synthetic.n_items
@@ -86,8 +88,8 @@ def test_one_gradient_step_lowers_loss(name: str, tiny_synthetic) -> None:
     data = train_data(tiny_synthetic, split)
     batch = Batch(data.users[:256], data.items[:256], data.ratings[:256])
     task = build_task(model.gradient_heads, data.matrix, generator=torch.Generator().manual_seed(0))
-    model.train()
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    model.eval()  # no dropout: the same batch must give the same loss before and after the step
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01)
     state = torch.Generator().get_state()
     task_gen = getattr(task, "generator", None) or getattr(getattr(task, "ranking", None), "generator", None)
     if task_gen is not None:
@@ -99,5 +101,5 @@ def test_one_gradient_step_lowers_loss(name: str, tiny_synthetic) -> None:
     if task_gen is not None:
         task_gen.set_state(state)  # same negatives for the second evaluation
     after, _ = task.loss(model, batch)
-    assert float(after) < float(before)
-    assert np.isfinite(float(after))
+    assert float(after.detach()) < float(before.detach())
+    assert np.isfinite(float(after.detach()))

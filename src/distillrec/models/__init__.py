@@ -1,3 +1,13 @@
 """Built-in models; importing this package registers them."""
 
-from distillrec.models import deepfm, pop, svd  # noqa: F401
+from distillrec.models import (  # noqa: F401
+    autoint,
+    dcnv2,
+    deepfm,
+    lightgcn,
+    neumf,
+    pop,
+    svd,
+    widedeep,
+    xdeepfm,
+)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -124,6 +125,8 @@ class LightGCN(Recommender):
         #: training edges (user, item), int32 [2, E]; sized in ``prepare`` or when a checkpoint is loaded
         self.register_buffer("graph_edges", torch.zeros(2, 0, dtype=torch.int32))
         self._cache: dict[str, Any] = {}
+        #: heads whose output a backward pass has reached; their L2 terms join the loss (all, until known)
+        self._trained_heads: set[str] = set()
 
     # ----------------------------------------------------------------------------------------- graph
     def prepare(self, data: TrainData, seed: int = 0) -> None:
@@ -134,6 +137,7 @@ class LightGCN(Recommender):
         edges = torch.stack([users, data.matrix.indices]).to(torch.int32)
         self.graph_edges = edges.to(self.graph_edges.device)
         self._cache.clear()
+        self._trained_heads.clear()
 
     def adjacency(self) -> torch.Tensor:
         """The normalised adjacency ``D^-1/2 A D^-1/2`` (sparse CSR), rebuilt only when the edges change."""
@@ -187,17 +191,26 @@ class LightGCN(Recommender):
         user_final, item_final = self.final_embeddings()
         e_u, e_i = user_final[users], item_final[items]
         d = self.config.embed_dim
-        logit = (e_u[:, :d] * e_i[:, :d]).sum(-1)
-        return ModelOutput(rating=self._rating(users, items, e_u[:, d:], e_i[:, d:]), logit=logit)
+        out = ModelOutput(rating=self._rating(users, items, e_u[:, d:], e_i[:, d:]),
+                          logit=(e_u[:, :d] * e_i[:, :d]).sum(-1))
+        for head, tensor in (("rating", out.rating), ("ranking", out.logit)):
+            if tensor.requires_grad and head not in self._trained_heads:
+                tensor.register_hook(partial(self._mark_trained, head))
+        return out
+
+    def _mark_trained(self, head: str, grad: torch.Tensor) -> None:
+        self._trained_heads.add(head)
 
     def regularization(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``reg/2 (|e_u^0|^2 + |e_i^0|^2)`` on the ranking ego embeddings, ``rating_reg`` on the rating head's."""
-        cfg = self.config
-        ego = self.user_embedding(users).pow(2).sum(-1) + self.item_embedding(items).pow(2).sum(-1)
-        # the sampled negative's term, in expectation over uniform negatives (the interface does not pass them)
-        negative = self.item_embedding.weight.pow(2).sum(-1).mean() if cfg.reg_negatives else 0.0
-        total = cfg.reg * 0.5 * (ego.mean() + negative)
-        if cfg.rating_reg:
+        cfg, heads = self.config, self._trained_heads
+        total = torch.zeros((), device=users.device)
+        if cfg.reg and (not heads or "ranking" in heads):
+            ego = self.user_embedding(users).pow(2).sum(-1) + self.item_embedding(items).pow(2).sum(-1)
+            # the sampled negative's term, in expectation over uniform negatives (the interface does not pass them)
+            negative = self.item_embedding.weight.pow(2).sum(-1).mean() if cfg.reg_negatives else 0.0
+            total = total + cfg.reg * 0.5 * (ego.mean() + negative)
+        if cfg.rating_reg and (not heads or "rating" in heads):
             rating = (self.user_bias(users).squeeze(-1).pow(2) + self.item_bias(items).squeeze(-1).pow(2)
                       + self.user_rating_embedding(users).pow(2).sum(-1)
                       + self.item_rating_embedding(items).pow(2).sum(-1))

@@ -27,7 +27,7 @@ from torch import nn
 
 from distillrec.data.dataset import FieldKind, FieldSpec
 from distillrec.models.base import DataShape, ModelOutput
-from distillrec.models.field_model import FieldInteractionModel
+from distillrec.models.field_model import SCORE_CHUNK_PAIRS, FieldInteractionModel
 from distillrec.models.layers import MLP, FieldEmbedding
 from distillrec.registry import register_model
 
@@ -83,16 +83,36 @@ class WideDeep(FieldInteractionModel):
         return total
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
-        """``[B]`` -> ``[B, n_items]``: the base's chunked scores plus the cross terms as small matmuls."""
-        scores = super().score(users)
-        if not self.cross_pairs:
-            return scores
+        """``[B]`` -> ``[B, n_items]``, equal to ``forward`` on every pair, without a per-pair embedding table.
+
+        The deep tower's first layer is linear in ``[e_user_fields, e_item_fields]``, so it splits into a user
+        half and an item half computed once per user and once per item; only the remaining layers run on item
+        chunks of broadcast pairs. The wide part is a sum of per-user, per-item and cross terms.
+        """
+        if not self.config.hidden:
+            return super().score(users)
         column = 0 if self.rank_by == "rating" else 1
         all_items = torch.arange(self.n_items, device=users.device)
+        user_emb = self.embedding.user_embeddings(users).flatten(1)  # [B, F_user * D]
+        item_emb = self.embedding.item_embeddings(all_items).flatten(1)  # [I, F_item * D]
+        first, rest = self.mlp[0], nn.Sequential(*list(self.mlp)[1:])
+        split = user_emb.shape[1]
+        user_half = user_emb @ first.weight[:, :split].T + first.bias  # [B, H0]
+        item_half = item_emb @ first.weight[:, split:].T  # [I, H0]
+        head = self.head.weight[column]
+        batch = len(users)
+        chunk = max(1, SCORE_CHUNK_PAIRS // max(1, batch))
+        deep = []
+        for start in range(0, self.n_items, chunk):
+            pre = user_half.unsqueeze(1) + item_half[start:start + chunk].unsqueeze(0)  # [B, C, H0]
+            deep.append(rest(pre.reshape(-1, pre.shape[-1])).matmul(head).view(batch, -1))
+        user_wide = self.linear.user_embeddings(users)[..., column].sum(1)  # [B]
+        item_wide = self.linear.item_embeddings(all_items)[..., column].sum(1)  # [I]
+        scores = torch.cat(deep, dim=1) + user_wide.unsqueeze(1) + item_wide.unsqueeze(0) + self.head.bias[column]
         for user_spec, item_spec in self.cross_pairs:
             weights = self._cross_table(user_spec, item_spec)[self._codes("user", user_spec, users), :, column]
             scores = scores + weights @ self._item_indicators(item_spec, all_items).T  # [B, Vi] @ [Vi, I]
-        return scores
+        return scores + self.global_mean if column == 0 else scores
 
     def _cross_table(self, user_spec: FieldSpec, item_spec: FieldSpec) -> torch.Tensor:
         return self.crosses[_cross_key(user_spec, item_spec)].weight.view(user_spec.vocab_size,

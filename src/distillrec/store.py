@@ -19,7 +19,7 @@ from pathlib import Path
 
 from distillrec.data.dataset import Dataset
 from distillrec.registry import build_config
-from distillrec.runs import Run, RunSpec, load_run, train_run
+from distillrec.runs import DataSpec, Run, RunSpec, load_run, train_run
 
 
 def runs_root() -> Path:
@@ -43,6 +43,13 @@ def run_folder(spec: RunSpec, root: Path | None = None) -> Path:
     fold = f"-fold{spec.fold}" if spec.fold is not None else ""
     name = f"{spec.model}-{spec.data.name}-{spec.protocol}{fold}-seed{spec.seed}-{spec_hash(spec)}"
     return (root or runs_root()) / name
+
+
+def ensemble_folder(data: DataSpec, protocol: str, seed: int, fold: int | None = None,
+                    root: Path | None = None) -> Path:
+    """Where ``distillrec ensemble`` writes, and ``fisher``/``distill`` look for, the default ensemble."""
+    suffix = f"_fold{fold}" if fold is not None else ""
+    return (root or runs_root()) / f"ensemble_{data.name}_{protocol}_seed{seed}{suffix}"
 
 
 def get_or_train(spec: RunSpec, root: Path | None = None, dataset: Dataset | None = None,

@@ -10,6 +10,7 @@ from distillrec.cli.common import add_dataset_options, add_flag, add_runtime_opt
 from distillrec.cli.report import print_metrics
 from distillrec.ensemble.build import build_ensemble
 from distillrec.ensemble.weights import DEFAULT_ALGORITHMS, DEFAULT_TASKS, DEFAULT_WEIGHTS, parse_members
+from distillrec.store import ensemble_folder
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_flag(parser, "protocol", default="p-rank", choices=["p-rank", "p-rating"])
     add_flag(parser, "fold", type=int, default=None)
     add_flag(parser, "seed", type=int, default=0)
-    add_flag(parser, "out", default=None, help="run folder (default runs/ensemble_DATASET_PROTOCOL_seedS)")
+    add_flag(parser, "out", default=None, help="run folder (default RUNS_DIR/ensemble_DATASET_PROTOCOL_seedS)")
     add_flag(parser, "runs_dir", default=None, help="runs store for the members (default $DISTILLREC_RUNS or runs/)")
     add_runtime_options(parser)
     parser.set_defaults(handler=run)
@@ -33,10 +34,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     apply_threads(args)
     members = parse_members(args.algorithms, args.weights, args.tasks)
-    out = Path(args.out or f"runs/ensemble_{args.dataset}_{args.protocol}_seed{args.seed}")
-    result = build_ensemble(members, data_spec(args), args.protocol, args.seed, args.fold, args.fusion,
-                            Path(args.runs_dir) if args.runs_dir else None, out, progress=not args.no_progress,
-                            device=args.device)
+    data = data_spec(args)
+    root = Path(args.runs_dir) if args.runs_dir else None
+    out = Path(args.out) if args.out else ensemble_folder(data, args.protocol, args.seed, args.fold, root)
+    result = build_ensemble(members, data, args.protocol, args.seed, args.fold, args.fusion, root, out,
+                            progress=not args.no_progress, device=args.device)
     print_metrics(result.metrics)
     config = result.model.config
     print(f"fusion: {config.fusion}")

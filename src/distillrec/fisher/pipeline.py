@@ -29,7 +29,7 @@ from distillrec.fisher.targets import resolve_targets
 from distillrec.io import read_json, write_json
 from distillrec.registry import model_class
 from distillrec.runs import DataSpec, Run, load_run, train_data
-from distillrec.store import get_or_train, runs_root
+from distillrec.store import ensemble_folder, get_or_train
 from distillrec.zoo import zoo_spec
 
 
@@ -61,12 +61,6 @@ class FisherConfig:
 
 def parse_tasks(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
-
-
-def ensemble_folder(data: DataSpec, protocol: str, seed: int, fold: int | None, root: Path | None) -> Path:
-    """Where ``distillrec ensemble`` writes the default ensemble (``--out`` left out)."""
-    suffix = f"_fold{fold}" if fold is not None else ""
-    return (root or runs_root()) / f"ensemble_{data.name}_{protocol}_seed{seed}{suffix}"
 
 
 def resolve_teacher(teacher_type: str, teacher: str | None, data: DataSpec, protocol: str = "p-rank",

@@ -37,6 +37,16 @@ def test_output_shapes(name: str, tiny_synthetic) -> None:
 
 @pytest.mark.parametrize("name", list_models())
 def test_deterministic_under_seed(name: str, tiny_synthetic) -> None:
+    # One thread: multi-threaded CPU reductions (LightGCN's sparse products) may sum in a different order.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _check_deterministic(name, tiny_synthetic)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_deterministic(name: str, tiny_synthetic) -> None:
     a = train_run(RunSpec(model=name, train=FAST_TRAIN, seed=3), progress=False, dataset=tiny_synthetic,
                   latency_requests=20)
     b = train_run(RunSpec(model=name, train=FAST_TRAIN, seed=3), progress=False, dataset=tiny_synthetic,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import distillrec.models.dcnv2  # noqa: F401  (registers "dcnv2")
+import distillrec.models.dcnv2 as dcnv2_module
 from distillrec.models.base import DataShape
 from distillrec.models.dcnv2 import CrossLayer, DCNv2, DCNv2Config, MixtureCrossLayer
 from distillrec.runs import RunSpec, data_shape, train_run
@@ -80,15 +80,32 @@ def test_cross_layers_are_separate_modules(tiny_synthetic) -> None:
         DCNv2(data_shape(tiny_synthetic), DCNv2Config(structure="diagonal"))
 
 
-@pytest.mark.parametrize("overrides", [{}, {"low_rank": 4, "n_experts": 2, "structure": "stacked"}])
-def test_score_equals_per_pair_forward(tiny_synthetic, overrides) -> None:
+@pytest.mark.parametrize("overrides", [
+    {}, {"structure": "stacked"}, {"low_rank": 4, "n_experts": 2}, {"low_rank": 4, "structure": "stacked"},
+    {"hidden": ()}, {"n_cross": 0}])
+@pytest.mark.parametrize("rank_by", ["logit", "rating"])
+def test_score_equals_per_pair_forward(tiny_synthetic, overrides, rank_by: str, monkeypatch) -> None:
+    """The split maps over ``x_0`` and the item chunks give exactly the per-pair outputs."""
+    monkeypatch.setattr(dcnv2_module, "SCORE_CHUNK_PAIRS", 150)  # several chunks, the last one partial
     torch.manual_seed(0)
-    model = DCNv2(data_shape(tiny_synthetic), DCNv2Config(**overrides)).eval()
-    users, n_items = torch.tensor([2, 9]), tiny_synthetic.n_items
+    model = DCNv2(data_shape(tiny_synthetic), DCNv2Config(**overrides))
+    with torch.no_grad():  # O(1) embeddings, non-zero first-order terms and head bias: every term counts
+        for table in [*model.embedding.tables.values(), *model.linear.tables.values()]:
+            table.weight.normal_(std=0.5)
+        model.head.bias.normal_()
+    model.eval().rank_by = rank_by
+    users, n_items = torch.tensor([2, 9, 31]), tiny_synthetic.n_items
     with torch.no_grad():
         scores = model.score(users)
-        logits = model(users.repeat_interleave(n_items), torch.arange(n_items).repeat(len(users))).logit
-    assert torch.allclose(scores, logits.view(len(users), n_items), atol=1e-5)
+        out = model(users.repeat_interleave(n_items), torch.arange(n_items).repeat(len(users)))
+    expected = out.rating if rank_by == "rating" else out.logit
+    assert torch.allclose(scores, expected.view(len(users), n_items), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("structure", ["stacked", "parallel"])
+def test_score_of_no_users_is_empty(tiny_synthetic, structure: str) -> None:
+    model = DCNv2(data_shape(tiny_synthetic), DCNv2Config(structure=structure)).eval()
+    assert model.score(torch.empty(0, dtype=torch.int64)).shape == (0, tiny_synthetic.n_items)
 
 
 def test_tiny_training_beats_popularity(tiny_synthetic) -> None:

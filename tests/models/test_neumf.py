@@ -98,3 +98,7 @@ def test_ml100k_p_rating_rmse(ml100k) -> None:
     test = run.metrics["test"]
     assert test["rmse"] <= 0.95, test
     assert test["rated_pairs"] == 20_000
+
+
+def test_score_of_no_users_is_empty() -> None:
+    assert _tiny_model().score(torch.empty(0, dtype=torch.int64)).shape == (0, N_ITEMS)

@@ -17,9 +17,9 @@ def _model(dataset, **overrides) -> WideDeep:
     config = WideDeepConfig(**{"embed_dim": 4, "hidden": (8, 6), "dropout": 0.0, **overrides})
     model = WideDeep(data_shape(dataset), config)
     model.prepare(train_data(dataset, make_split(dataset, "p-rank", seed=0)))
-    with torch.no_grad():  # non-zero wide weights, so the reference checks every term
-        for table in [*model.linear.tables.values(), *model.crosses.values()]:
-            table.weight.normal_()
+    with torch.no_grad():  # O(1) embeddings and non-zero wide weights, so the checks see every term
+        for table in [*model.embedding.tables.values(), *model.linear.tables.values(), *model.crosses.values()]:
+            table.weight.normal_(std=0.5)
         model.head.bias.normal_()
     return model.eval()
 
@@ -79,7 +79,12 @@ def test_score_equals_per_pair_forward(tiny_synthetic, rank_by: str, cross: bool
         scores = model.score(users)
         out = model(users.repeat_interleave(n_items), torch.arange(n_items).repeat(len(users)))
     expected = (out.rating if rank_by == "rating" else out.logit).view(len(users), n_items)
-    assert torch.allclose(scores, expected, atol=1e-4)
+    assert torch.allclose(scores, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_score_of_no_users_is_empty(tiny_synthetic) -> None:
+    model = _model(tiny_synthetic, cross=True)
+    assert model.score(torch.empty(0, dtype=torch.int64)).shape == (0, tiny_synthetic.n_items)
 
 
 def test_deep_tower_layers_are_separate_linears(tiny_synthetic) -> None:

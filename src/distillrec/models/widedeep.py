@@ -47,7 +47,13 @@ class WideDeepConfig:
 @register_model("widedeep")
 class WideDeep(FieldInteractionModel):
     config_class = WideDeepConfig
-    train_defaults: ClassVar[dict[str, Any]] = {"lr": 0.001, "batch_size": 256}
+    # Defaults chosen on validation (ml-100k P-RANK seed 0, task both, valid NDCG@10; test never read), with
+    # the training settings found for NeuMF (lr 1e-3, batch 256, BPR on 4 negatives, rating_weight 0.02):
+    #   hidden (256, 128, 64) -> 0.250 (chosen) | hidden (128, 64) -> 0.245 | (128, 64) + cross -> 0.229
+    # The cross-product terms lower validation NDCG (they memorise demographic x genre co-occurrence that the
+    # embeddings already carry), so they are off by default. P-RATING u1 valid RMSE at the defaults: 0.917.
+    train_defaults: ClassVar[dict[str, Any]] = {"lr": 0.001, "batch_size": 256, "n_negatives": 4,
+                                                "rating_weight": 0.02}
 
     def __init__(self, shape: DataShape, config: WideDeepConfig) -> None:
         super().__init__(shape, config)
@@ -104,8 +110,9 @@ class WideDeep(FieldInteractionModel):
         chunk = max(1, SCORE_CHUNK_PAIRS // max(1, batch))
         deep = []
         for start in range(0, self.n_items, chunk):
-            pre = user_half.unsqueeze(1) + item_half[start:start + chunk].unsqueeze(0)  # [B, C, H0]
-            deep.append(rest(pre.reshape(-1, pre.shape[-1])).matmul(head).view(batch, -1))
+            stop = min(start + chunk, self.n_items)
+            pre = user_half.unsqueeze(1) + item_half[start:stop].unsqueeze(0)  # [B, C, H0]
+            deep.append(rest(pre.reshape(-1, pre.shape[-1])).matmul(head).view(batch, stop - start))
         user_wide = self.linear.user_embeddings(users)[..., column].sum(1)  # [B]
         item_wide = self.linear.item_embeddings(all_items)[..., column].sum(1)  # [I]
         scores = torch.cat(deep, dim=1) + user_wide.unsqueeze(1) + item_wide.unsqueeze(0) + self.head.bias[column]

@@ -64,6 +64,8 @@ class XDeepFMConfig:
     dropout: float = 0.1
     use_features: bool = True
     embed_reg: float = 0.0
+    #: L2 weight on the CIN's 1x1-conv weights (DeepCTR's ``l2_reg_cin``), added to every batch's loss
+    cin_reg: float = 0.0
 
 
 class CIN(nn.Module):
@@ -126,6 +128,12 @@ class XDeepFM(FieldInteractionModel):
         hidden = tuple(config.mlp_hidden)
         self.mlp = MLP(self.n_fields * config.embed_dim, hidden, config.dropout) if hidden else None
         self.build_heads(self.cin.out_dim + (self.mlp.out_dim if self.mlp is not None else 0))
+
+    def regularization(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        reg = super().regularization(users, items)
+        if self.config.cin_reg:
+            reg = reg + self.config.cin_reg * sum(layer.weight.pow(2).sum() for layer in self.cin.layers)
+        return reg
 
     def interact(self, fields: torch.Tensor) -> torch.Tensor:
         """``[N, F, D]`` -> ``[N, H]``: the pooled CIN maps ``p+``, then the DNN output."""

@@ -101,6 +101,15 @@ class Ensemble(Recommender):
             total = part if total is None else total + part
         return total
 
+    def entity_representations(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The members' representations side by side (members feeding neither side are skipped)."""
+        used = {i for task in ("ranking", "rating") for i, _ in self.task_weights(task)}
+        parts = [self.members[i].entity_representations() for i in sorted(used)]
+        parts = [p for p in parts if p is not None]
+        if not parts:
+            return None
+        return torch.cat([u for u, _ in parts], dim=1), torch.cat([v for _, v in parts], dim=1)
+
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> ModelOutput:
         """Per-pair outputs: the fused rating and the pair's fused ranking score (differentiable)."""
         scores = self.score(users.unique())  # normalisation needs every item of the user

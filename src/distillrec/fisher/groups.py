@@ -62,12 +62,14 @@ def field_rows(module: FieldEmbedding, args: tuple) -> list[torch.Tensor]:
     """Rows each field of a ``FieldEmbedding`` reads for pairs ``(users [P], items [P])``, in output field order.
 
     Categorical fields give int64 row ids ``[P]``; multi-hot fields the pooling weights ``[P, V]`` (mean pooling).
-    Mirrors ``FieldEmbedding._side``; ``tests/fisher`` checks that these rows rebuild the layer's output.
+    Mirrors ``FieldEmbedding.side_parts``; ``tests/fisher`` checks that these rows rebuild the layer's output.
     """
     rows = []
     for side, specs, ids in (("user", module.user_specs, args[0]), ("item", module.item_specs, args[1])):
-        rows.append(ids)
-        for spec in specs[1:]:
+        for spec in specs:
+            if spec.name in ("user_id", "item_id"):
+                rows.append(ids)
+                continue
             codes = getattr(module, module._buffer(side, spec.name))[ids]
             if spec.kind is FieldKind.MULTI_CATEGORICAL:
                 rows.append(codes / codes.sum(-1, keepdim=True).clamp(min=1.0))

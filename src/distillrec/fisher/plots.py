@@ -12,15 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from distillrec.fisher.report import KIND_NAMES, MASS
-from distillrec.io import atomic_write
+from distillrec.plotting import save_figure
 
 #: bars shown at most in the layer and field plots (the report lists all)
 MAX_BARS = 30
-DPI = 120
 
 
 def _estimator_label(report: dict[str, Any]) -> str:
@@ -54,13 +52,7 @@ def _bars(rows: list[dict[str, Any]], key: str, tasks: list[str], title: str, xl
     ax.grid(axis="x", alpha=0.3)
     ax.legend(title="focus task", fontsize=8, loc="lower right")
     fig.tight_layout()
-    return _save(fig, path)
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    FigureCanvasAgg(fig)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
-    return path
+    return save_figure(fig, path)
 
 
 def plot_layers(report: dict[str, Any], folder: Path) -> Path:
@@ -108,7 +100,7 @@ def plot_heads(report: dict[str, Any], folder: Path) -> Path | None:
         fig.colorbar(image, ax=ax, label="share of all heads' Fisher (%)")
     fig.suptitle(f"Attention-head Fisher - {_estimator_label(report)}", fontsize=10)
     fig.tight_layout()
-    return _save(fig, folder / "fisher_heads.png")
+    return save_figure(fig, folder / "fisher_heads.png")
 
 
 def plot_pruning(report: dict[str, Any], folder: Path) -> Path:
@@ -132,7 +124,7 @@ def plot_pruning(report: dict[str, Any], folder: Path) -> Path:
     axes[0][0].set_ylabel("cumulative share of Fisher (%)")
     fig.suptitle(f"How much can be pruned - {_estimator_label(report)}", fontsize=10)
     fig.tight_layout()
-    return _save(fig, folder / "fisher_pruning.png")
+    return save_figure(fig, folder / "fisher_pruning.png")
 
 
 def write_plots(report: dict[str, Any], folder: Path) -> list[Path]:

@@ -5,6 +5,7 @@ from distillrec.models import (  # noqa: F401
     dcnv2,
     deepfm,
     lightgcn,
+    lightweight,
     neumf,
     pop,
     svd,

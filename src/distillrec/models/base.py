@@ -76,6 +76,16 @@ class ModelOutput:
     logit: torch.Tensor | None = None
 
 
+def tensor_state_key(tensor: torch.Tensor) -> tuple[Any, ...]:
+    """Identity of a tensor's current contents (storage, device, shape, in-place version): a cache key that changes
+    whenever an optimiser step or ``load_state_dict`` writes the tensor."""
+    try:
+        version = tensor._version
+    except RuntimeError:  # an inference tensor (made under inference_mode) has no version counter
+        version = -1
+    return tensor.data_ptr(), tensor.device, tensor.shape, version
+
+
 class Recommender(nn.Module):
     """Base class: subclasses set ``config_class`` and implement ``score`` and ``predict_rating``."""
 
@@ -122,6 +132,14 @@ class Recommender(nn.Module):
     def predict_rating(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Rating predictions for pairs, clipped to the rating scale: int64 [B], int64 [B] -> float [B]."""
         raise NotImplementedError
+
+    def entity_representations(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """What the model knows of every user and item: ``([n_users, Du], [n_items, Di])``, or None.
+
+        The learned per-entity vectors (embeddings, latent factors, tower outputs) that feature distillation aligns
+        a student with; models without such vectors (popularity) return None.
+        """
+        return None
 
     def clip_rating(self, rating: torch.Tensor) -> torch.Tensor:
         low, high = self.shape.rating_scale

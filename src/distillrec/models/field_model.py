@@ -60,6 +60,12 @@ class FieldInteractionModel(Recommender):
     def predict_rating(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self.clip_rating(self.forward(users, items).rating)
 
+    def entity_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every user's and item's field embeddings, flattened: ``[n_users, F_u * D]``, ``[n_items, F_i * D]``."""
+        device = self.global_mean.device
+        users, items = torch.arange(self.n_users, device=device), torch.arange(self.n_items, device=device)
+        return self.embedding.user_embeddings(users).flatten(1), self.embedding.item_embeddings(items).flatten(1)
+
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """``[B]`` -> ``[B, n_items]``: user and item sides embedded once, interactions in item chunks."""
         column = 0 if self.rank_by == "rating" else 1

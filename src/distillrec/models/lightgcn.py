@@ -58,7 +58,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from distillrec.models.base import DataShape, ModelOutput, Recommender, TrainData
+from distillrec.models.base import DataShape, ModelOutput, Recommender, TrainData, tensor_state_key
 from distillrec.registry import register_model
 
 
@@ -154,7 +154,7 @@ class LightGCN(Recommender):
 
     def adjacency(self) -> torch.Tensor:
         """The normalised adjacency ``D^-1/2 A D^-1/2`` (sparse CSR), rebuilt only when the edges change."""
-        key = _key(self.graph_edges)
+        key = tensor_state_key(self.graph_edges)
         if self._cache.get("adj_key") != key:
             with torch.inference_mode(False), torch.no_grad():
                 self._cache["adj"] = normalized_adjacency(self.graph_edges, self.n_users, self.n_items)
@@ -180,7 +180,7 @@ class LightGCN(Recommender):
 
     def final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Propagated embeddings, computed at most once per parameter state (see the module docstring)."""
-        key = (*(_key(p) for p in self.parameters()), _key(self.graph_edges))
+        key = (*(tensor_state_key(p) for p in self.parameters()), tensor_state_key(self.graph_edges))
         if torch.is_grad_enabled() and self.user_embedding.weight.requires_grad:
             if self._cache.get("train_key") != key:
                 users, items = self.propagate()
@@ -271,11 +271,3 @@ class LightGCN(Recommender):
         state["_cache"] = {}
         return state
 
-
-def _key(tensor: torch.Tensor) -> tuple[Any, ...]:
-    """Identity of a tensor's current contents: storage, device and in-place version counter."""
-    try:
-        version = tensor._version
-    except RuntimeError:  # an inference tensor (made under inference_mode) has no version counter
-        version = -1
-    return tensor.data_ptr(), tensor.device, tensor.shape, version

@@ -97,6 +97,11 @@ class SVD(Recommender):
     def predict_rating(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self.clip_rating(self._mf_rating(users, items))
 
+    def entity_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """PureSVD factors next to the biased-MF factors: ``[n_users, k + mf_dim]``, ``[n_items, k + mf_dim]``."""
+        return (torch.cat([self.user_factors, self.user_embedding.weight], dim=1),
+                torch.cat([self.item_factors, self.item_embedding.weight], dim=1))
+
     def _mf_rating(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         dot = (self.user_embedding(users) * self.item_embedding(items)).sum(-1)
         return self.global_mean + self.user_bias(users).squeeze(-1) + self.item_bias(items).squeeze(-1) + dot

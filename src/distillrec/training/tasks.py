@@ -22,11 +22,13 @@ MAX_RESAMPLE_ROUNDS = 20
 
 @dataclass
 class Batch:
-    """A mini-batch of observed (user, item, rating) triples, each ``[B]``."""
+    """A mini-batch of observed (user, item, rating) triples, each ``[B]``; ``index``: their rows in the train split
+    (tasks that precompute per-triple targets, such as distillation, look them up by it)."""
 
     users: torch.Tensor
     items: torch.Tensor
     ratings: torch.Tensor
+    index: torch.Tensor | None = None
 
 
 def sample_negatives(users: torch.Tensor, positives: InteractionMatrix, n_negatives: int,

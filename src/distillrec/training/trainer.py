@@ -74,7 +74,7 @@ class Trainer:
             seed: int = 0) -> TrainResult:
         """Train until ``patience`` epochs pass without improving ``monitor``; restore the best state."""
         cfg = self.config
-        optimizer = self._optimizer(model)
+        optimizer = self._optimizer(model, task)
         device = data.users.device
         generator = torch.Generator(device="cpu").manual_seed(seed)
         lower = monitor in LOWER_IS_BETTER
@@ -118,7 +118,7 @@ class Trainer:
         n_batches = 0
         for start in range(0, len(order), self.config.batch_size):
             idx = order[start:start + self.config.batch_size]
-            batch = Batch(data.users[idx], data.items[idx], data.ratings[idx])
+            batch = Batch(data.users[idx], data.items[idx], data.ratings[idx], idx)
             loss, parts = task.loss(model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -128,8 +128,10 @@ class Trainer:
                 totals[key] = totals.get(key, 0.0) + value
         return {key: value / max(1, n_batches) for key, value in totals.items()}
 
-    def _optimizer(self, model: Recommender) -> torch.optim.Optimizer:
-        params = [p for p in model.parameters() if p.requires_grad]
+    def _optimizer(self, model: Recommender, task: object) -> torch.optim.Optimizer:
+        """Adam(W) over the model's parameters and the task's own (a distillation task's projections)."""
+        own = task.parameters() if callable(getattr(task, "parameters", None)) else []
+        params = [p for p in [*model.parameters(), *own] if p.requires_grad]
         if self.config.optimizer == "adam":
             return torch.optim.Adam(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
         if self.config.optimizer == "adamw":

@@ -48,6 +48,15 @@ def _cross_term(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.T
     return output - args[1]
 
 
+def _maps_last(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    """CIN holds a layer's maps as ``[H_k, N * D]`` (maps first); units are trailing, so present ``[N * D, H_k]``."""
+    return output.transpose(-1, -2)
+
+
+def _add_maps_last(output: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    return output + delta.transpose(-1, -2)
+
+
 def _svd_components(module: nn.Module, args: tuple, output: ModelOutput) -> torch.Tensor:
     """PureSVD's logit is ``sum_k uf[u, k] * if[i, k]``: one term per latent component, ``[P, k]``."""
     users, items = args[0], args[1]
@@ -232,8 +241,8 @@ def _scope_probes(model: nn.Module, scope: str) -> list[Probe]:
             found += [Probe(f"{key}.{i}", "mlp", layer, scope, tags=("mlp",))
                       for i, layer in enumerate(module) if isinstance(layer, nn.Linear)]
         elif isinstance(module, CIN):
-            found += [Probe(f"{key}.layers.{k}", "cin", module.act, scope, call=k, tags=("interaction",))
-                      for k in range(len(module.layers))]
+            found += [Probe(f"{key}.layers.{k}", "cin", module.act, scope, call=k, activation=_maps_last,
+                            inject=_add_maps_last, tags=("interaction",)) for k in range(len(module.layers))]
         elif isinstance(module, CrossLayer | MixtureCrossLayer):
             found.append(Probe(key, "cross_layer", module, scope, activation=_cross_term, tags=("interaction",)))
             if isinstance(module, CrossLayer):

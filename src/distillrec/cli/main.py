@@ -10,10 +10,24 @@ import sys
 import warnings
 
 from distillrec import __version__
-from distillrec.cli import datasets, distill, ensemble, evaluate, export, fisher, recommend, serve, split, train, zoo
+from distillrec.cli import (
+    datasets,
+    distill,
+    ensemble,
+    evaluate,
+    export,
+    fisher,
+    pipeline,
+    recommend,
+    serve,
+    split,
+    train,
+    zoo,
+)
 from distillrec.errors import DistillrecError
 
-SUBCOMMANDS = (train, zoo, ensemble, fisher, distill, evaluate, recommend, export, serve, datasets, split)
+SUBCOMMANDS = (train, zoo, ensemble, fisher, distill, pipeline, evaluate, recommend, export, serve, datasets,
+               split)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +30,21 @@ from distillrec.zoo import zoo_spec
 
 def build_ensemble(members: list[MemberSpec], data: DataSpec, protocol: str = "p-rank", seed: int = 0,
                    fold: int | None = None, fusion: str = "auto", root: Path | None = None, out: Path | None = None,
-                   progress: bool = True, device: str = "cpu") -> Run:
-    """Combine trained members into an evaluated ``Ensemble`` run (saved to ``out`` when given)."""
+                   progress: bool = True, device: str = "cpu", specs: Sequence[RunSpec] | None = None) -> Run:
+    """Combine trained members into an evaluated ``Ensemble`` run (saved to ``out`` when given).
+
+    ``specs`` are the members' run specs when they differ from the zoo's (e.g. the pipeline's capped epochs).
+    """
     if fusion not in (*FUSIONS, "auto"):
         raise DistillrecError(f"--fusion must be one of {', '.join((*FUSIONS, 'auto'))}, got {fusion!r}")
     start = time.perf_counter()
     dataset = data.load()
     split = make_split(dataset, protocol, seed, fold)
-    runs = [get_or_train(zoo_spec(m.model, data, protocol, seed, fold, device), root, dataset=dataset,
-                         progress=progress)[0] for m in members]
+    if specs is None:
+        specs = [zoo_spec(m.model, data, protocol, seed, fold, device) for m in members]
+    if [s.model for s in specs] != [m.model for m in members]:
+        raise DistillrecError("build_ensemble: one run spec per member, in the members' order")
+    runs = [get_or_train(spec, root, dataset=dataset, progress=progress)[0] for spec in specs]
     models = [r.model.eval() for r in runs]
     tasks = [m.task for m in members]
     truth = split.matrix(dataset, "valid")

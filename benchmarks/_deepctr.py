@@ -67,7 +67,7 @@ def seconds_per_epoch(model: str, arch: dict, dataset: Dataset, split: Split, ba
                          cin_split_half=arch["split_half"], task="regression")
     elif model == "autoint":
         net = dm.AutoInt(columns, columns, att_layer_num=arch["layers"], att_head_num=arch["heads"],
-                         dnn_hidden_units=arch["hidden"], task="regression")
+                         att_embedding_size=arch["d_head"], dnn_hidden_units=arch["hidden"], task="regression")
     else:
         raise ValueError(model)
     net.compile("adam", "mse")

@@ -49,11 +49,12 @@ def quality_rows(models: list[str], data: DataSpec, dataset, root: Path) -> list
 def architecture(model: str) -> dict:
     """Our default architecture of a model, in the terms DeepCTR-Torch's constructors take."""
     cfg = build_config(model)
-    arch = {"embed_dim": cfg.embed_dim, "hidden": tuple(getattr(cfg, "hidden", ()) or ())}
+    hidden = cfg.mlp_hidden if model == "xdeepfm" else getattr(cfg, "hidden", ())
+    arch = {"embed_dim": cfg.embed_dim, "hidden": tuple(hidden or ())}
     if model == "xdeepfm":
-        arch.update(cin=tuple(cfg.cin_layers), split_half=cfg.split_half)
+        arch.update(cin=tuple(cfg.cin_layers), split_half=cfg.cin_split_half)
     if model == "autoint":
-        arch.update(layers=cfg.n_layers, heads=cfg.n_heads)
+        arch.update(layers=cfg.n_layers, heads=cfg.n_heads, d_head=cfg.d_head)
     return arch
 
 

@@ -56,8 +56,9 @@ class AutoIntConfig:
     use_residual: bool = True
     #: divide attention logits by sqrt(d_head) (Transformer style); the paper uses the plain inner product
     scale_attention: bool = False
-    #: AutoInt+: widths of an MLP over the flat embeddings, run in parallel to the attention; () = plain AutoInt
-    hidden: tuple[int, ...] = ()
+    #: AutoInt+: widths of an MLP over the flat embeddings, run in parallel to the attention; () = plain AutoInt.
+    #: AutoInt+ is the default: it ranked clearly better on validation (see ``AutoInt.train_defaults``)
+    hidden: tuple[int, ...] = (128, 64)
     #: dropout on the attention weights and in the MLP (training only)
     dropout: float = 0.0
     use_features: bool = True
@@ -163,7 +164,13 @@ class AutoInt(FieldInteractionModel):
     """AutoInt / AutoInt+ over the shared field embeddings; see the module docstring for the equations."""
 
     config_class = AutoIntConfig
-    train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "batch_size": 256}
+    # Chosen on validation (ml-100k P-RANK seed 0, task both, valid NDCG@10; test never read). lr 1e-3, batch 256:
+    #   plain AutoInt, BPR 1 negative, rating_weight 0.5 -> 0.194 | 4 negatives, rating_weight 0.02 -> 0.213
+    #   (4 negatives, rating_weight 0.02:) embed 32 / d_head 16 -> 0.214; BCE -> 0.213;
+    #   AutoInt+ MLP (128, 64) -> 0.233 (chosen) | (256, 128) -> 0.234 (same within noise, 2x the MLP cost)
+    # Like NeuMF, a large rating weight pulls the shared embeddings away from ranking.
+    train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "batch_size": 256, "n_negatives": 4,
+                                                "rating_weight": 0.02}
 
     def __init__(self, shape: DataShape, config: AutoIntConfig) -> None:
         super().__init__(shape, config)

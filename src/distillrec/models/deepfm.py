@@ -9,6 +9,7 @@ heads (rating, ranking), which reduces to the paper's sum when the head weights 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
@@ -30,6 +31,10 @@ class DeepFMConfig:
 @register_model("deepfm")
 class DeepFM(FieldInteractionModel):
     config_class = DeepFMConfig
+    # Chosen on validation with the training settings found for NeuMF (ml-100k P-RANK seed 0, valid NDCG@10):
+    # BPR on 4 negatives with rating_weight 0.02 -> 0.239.
+    train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "batch_size": 256, "n_negatives": 4,
+                                                "rating_weight": 0.02}
 
     def __init__(self, shape: DataShape, config: DeepFMConfig) -> None:
         super().__init__(shape, config)

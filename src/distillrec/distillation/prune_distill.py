@@ -233,7 +233,9 @@ def _final_metrics(student, teacher: Run, config: DistillConfig, dataset, split,
                              "final_prunable": rows[-1]["prunable_params"],
                              "max_masked_difference": max((r["max_masked_difference"] or 0.0) for r in rows),
                              "retained_ndcg@10": _ratio(test.get("ndcg@10"), teacher.metrics["test"].get("ndcg@10")),
-                             "latency_p99_speedup": _ratio(teacher_now["latency_p99_ms"], cost["latency_p99_ms"])},
+                             "latency_p99_speedup": _ratio(teacher_now["latency_p99_ms"], cost["latency_p99_ms"]),
+                             "trajectory": [{k: r[k] for k in ("step", "params", "prunable_params", "valid_ndcg@10",
+                                                               "valid_rmse", "epochs")} for r in rows]},
             "machine": machine_info(), "version": distillrec.__version__}
 
 

@@ -24,7 +24,7 @@ from distillrec.registry import model_class
 DEFAULT_ALGORITHMS = ("svd", "xdeepfm", "autoint")
 DEFAULT_WEIGHTS = (0.4, 0.4, 0.2)
 DEFAULT_TASKS = ("ranking", "rating", "balance")
-GRID_STEP = 0.1
+GRID_STEP = 0.05
 MAX_SEARCH_USERS = 5000
 
 

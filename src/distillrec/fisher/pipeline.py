@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from distillrec.fisher.targets import resolve_targets
 from distillrec.io import read_json, write_json
 from distillrec.registry import model_class
 from distillrec.runs import DataSpec, Run, load_run, train_data
-from distillrec.store import ensemble_folder, get_or_train
+from distillrec.store import ensemble_folder, get_or_train, run_folder
 from distillrec.zoo import zoo_spec
 
 
@@ -74,7 +75,9 @@ def resolve_teacher(teacher_type: str, teacher: str | None, data: DataSpec, prot
         if (folder / "metrics.json").is_file():
             run = load_run(folder, device=device)
             _check_default_ensemble(run, data, fold, folder)
-            return run
+            if _members_current(run, data, protocol, seed, fold, root):
+                return run
+            warnings.warn(f"{folder}: its members were retrained since it was built; rebuilding it", stacklevel=2)
         members = parse_members(",".join(DEFAULT_ALGORITHMS), ",".join(map(str, DEFAULT_WEIGHTS)),
                                 ",".join(DEFAULT_TASKS))
         return build_ensemble(members, data, protocol, seed, fold, root=root, out=folder, progress=progress,
@@ -95,6 +98,13 @@ def _check_default_ensemble(run: Run, data: DataSpec, fold: int | None, folder: 
     if not same:
         raise DistillrecError(f"{folder} holds another ensemble than the seed's default "
                               f"({','.join(config.models)}); pass it with --teacher {folder} or move it away")
+
+
+def _members_current(run: Run, data: DataSpec, protocol: str, seed: int, fold: int | None,
+                     root: Path | None) -> bool:
+    """Whether the ensemble was built from the member runs the current settings give (same run-folder names)."""
+    expected = [run_folder(zoo_spec(m, data, protocol, seed, fold), root).name for m in run.model.config.models]
+    return [Path(f).name for f in run.model.config.member_runs] == expected
 
 
 def _epoch_seconds(run: Run) -> dict[str, float]:

@@ -66,8 +66,11 @@ def seconds_per_epoch(model: str, arch: dict, dataset: Dataset, split: Split, ba
         net = dm.xDeepFM(columns, columns, dnn_hidden_units=arch["hidden"], cin_layer_size=arch["cin"],
                          cin_split_half=arch["split_half"], task="regression")
     elif model == "autoint":
+        # DeepCTR-Torch 0.3 sizes each head as embed_dim / heads (16 / 2 = 8, our d_head); anything else differs
+        if arch["d_head"] * arch["heads"] != arch["embed_dim"]:
+            raise ValueError(f"DeepCTR-Torch's AutoInt cannot build d_head={arch['d_head']} with {arch['heads']} heads")
         net = dm.AutoInt(columns, columns, att_layer_num=arch["layers"], att_head_num=arch["heads"],
-                         att_embedding_size=arch["d_head"], dnn_hidden_units=arch["hidden"], task="regression")
+                         dnn_hidden_units=arch["hidden"], task="regression")
     else:
         raise ValueError(model)
     net.compile("adam", "mse")

@@ -22,8 +22,11 @@ ROOT = Path("runs/bench")
 def ensemble_rows(data: DataSpec, protocol: str, fold: int | None) -> list[list[object]]:
     algorithms, tasks = ",".join(DEFAULT_ALGORITHMS), ",".join(DEFAULT_TASKS)
     rows: list[list[object]] = []
-    for label, weights in (("seed weights 0.4/0.4/0.2", ",".join(map(str, DEFAULT_WEIGHTS))), ("auto", "auto")):
-        run = build_ensemble(parse_members(algorithms, weights, tasks), data, protocol, 0, fold, root=ROOT,
+    # the seed's tasks keep SVD out of the rating side; the last row lets every member feed both sides
+    variants = (("seed weights 0.4/0.4/0.2", ",".join(map(str, DEFAULT_WEIGHTS)), tasks), ("auto", "auto", tasks),
+                ("auto, every member on both sides (tasks balance x3)", "auto", "balance,balance,balance"))
+    for label, weights, member_tasks in variants:
+        run = build_ensemble(parse_members(algorithms, weights, member_tasks), data, protocol, 0, fold, root=ROOT,
                              progress=False)
         metrics = run.metrics
         if not rows:
@@ -37,7 +40,8 @@ def ensemble_rows(data: DataSpec, protocol: str, fold: int | None) -> list[list[
             described += "; rating NNLS: " + ", ".join(
                 f"{m}={w:.3f}" for m, w in zip(config.models, config.rating_weights, strict=True))
         test = metrics["test"]
-        rows.append([f"**ensemble, {label}**", test["ndcg@10"], test["recall@10"], test["rmse"], test["mae"],
+        name = f"**ensemble, {label}**" if member_tasks == tasks else f"ensemble, {label}"
+        rows.append([name, test["ndcg@10"], test["recall@10"], test["rmse"], test["mae"],
                      config.fusion, described])
         print(rows[-1], flush=True)
     return rows

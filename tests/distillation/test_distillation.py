@@ -74,9 +74,11 @@ def test_task_without_teacher_is_ground_truth_only(teacher, tiny_synthetic) -> N
     student = create_model("lightweight_model", data_shape(tiny_synthetic))
     student.prepare(data)
     batch = Batch(data.users[:64], data.items[:64], data.ratings[:64], torch.arange(64))
-    plain = DistillationTask(LossConfig(), data.matrix, None, student)
-    _, parts = plain.per_sample(student, batch)
+    plain = DistillationTask(LossConfig(truth_rating_weight=0.25), data.matrix, None, student)
+    plain.generator.manual_seed(5)
+    total, parts = plain.per_sample(student, batch)
     assert set(parts) == {"bpr", "mse"}
+    assert torch.allclose(total, 0.75 * parts["bpr"] + 0.25 * parts["mse"])
     signals = compute_signals(teacher.model, data, n_top=5)
     kd = DistillationTask(LossConfig(), data.matrix, signals, student, torch.Generator().manual_seed(3))
     per_sample, parts = kd.per_sample(student, batch)

@@ -72,6 +72,16 @@ def test_removing_a_whole_field_drops_its_table(tiny_synthetic) -> None:
     assert max_masked_difference(model, {field.name: set(range(field.size))}, small, users, users) <= 1e-5
 
 
+def test_a_dropped_field_stays_dropped_in_later_steps(tiny_synthetic) -> None:
+    model = _student(tiny_synthetic)
+    gender = next(f for f in families(model) if f.field == "user.gender")
+    once, _ = shrink(model, {gender.name: set(range(gender.size))})
+    twice, _ = shrink(once, {"latent": {0}})
+    assert "user.gender" not in twice.embedding.field_names and twice.config.field_dims["user.gender"] == 0
+    users = torch.arange(20)
+    assert max_masked_difference(once, {"latent": {0}}, twice, users, users) <= 1e-5
+
+
 def test_shrunk_student_rebuilds_from_its_json_config(tiny_synthetic) -> None:
     model = _student(tiny_synthetic)
     small, _ = shrink(model, _removal(model, seed=3))

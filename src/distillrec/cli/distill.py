@@ -42,6 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
              help="weights of ranking, rating and feature distillation (renormalised over --distill_tasks)")
     add_flag(parser, "truth_weight", type=float, default=DEFAULTS.loss.truth_weight,
              help="share of the ground-truth loss inside the ranking and rating terms")
+    add_flag(parser, "truth_rating_weight", type=float, default=DEFAULTS.loss.truth_rating_weight,
+             help="rating share of the ground-truth loss when --no_distillation is given")
     add_flag(parser, "no_distillation", action="store_true",
              help="train on the ground truth only (the baseline: same student, pruning and schedule)")
     add_flag(parser, "importance", default=DEFAULTS.importance, choices=list(IMPORTANCES),
@@ -80,7 +82,8 @@ def parse_weights(text: str) -> tuple[float, ...]:
 
 def config_from_args(args: argparse.Namespace) -> DistillConfig:
     loss = LossConfig(tasks=parse_tasks(args.distill_tasks), weights=parse_weights(args.distill_weights),
-                      truth_weight=args.truth_weight, n_negatives=args.n_negatives,
+                      truth_weight=args.truth_weight, truth_rating_weight=args.truth_rating_weight,
+                      n_negatives=args.n_negatives,
                       n_uninteresting=args.n_uninteresting)
     config = DistillConfig(student=args.student,
                            student_config={**load_config_file(args.config), **parse_overrides(args.set)},

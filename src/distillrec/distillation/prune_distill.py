@@ -74,6 +74,8 @@ class DistillConfig:
             raise DistillrecError(f"--importance must be one of {', '.join(IMPORTANCES)}, got {self.importance!r}")
         if not 0 <= self.pruning_ratio < 1:
             raise DistillrecError(f"--pruning_ratio must be in [0, 1), got {self.pruning_ratio}")
+        if self.pruning_ratio > 0:
+            require_prunable(model_class(self.student))
         for name in ("pruning_steps", "fisher_samples", "epochs", "batch_size", "n_top"):
             if getattr(self, name) < 1:
                 raise DistillrecError(f"--{name} must be at least 1, got {getattr(self, name)}")
@@ -92,8 +94,6 @@ def distill(teacher: Run, config: DistillConfig, out: Path | None = None, progre
     data = train_data(dataset, split).to(device)
     torch.manual_seed(config.seed)
     student = _student(config, dataset, data, device)
-    if config.pruning_ratio > 0:
-        require_prunable(student)
     signals = compute_signals(teacher.model, data, config.n_top).to(device) if config.distill else None
     generator = torch.Generator().manual_seed(config.seed + 1)
     task = DistillationTask(config.loss, data.matrix, signals, student, generator).to(device)

@@ -8,8 +8,10 @@ Per training triple ``(u, i, r)`` (a *sample*), with ``alpha = truth_weight``:
     loss    = w_ranking * ranking + w_rating * rating + w_feature * feature
 
 with the seed's weights ``0.4, 0.4, 0.2`` renormalised over the chosen ``--distill_tasks``. Without a teacher
-(``signals=None``) the same task is the ground-truth loss alone (BPR and squared error with the same weights):
-the "no distillation" baselines differ from distillation in nothing else. Uninteresting items are drawn uniformly
+(``signals=None``) the task is the ground-truth loss alone, ``(1 - rho) * BPR + rho * squared error`` with
+``rho = truth_rating_weight`` (0.1: the mix chosen on validation for the student trained on the data, see
+``LightweightModel.train_defaults``), so the "no distillation" baselines get the best ground-truth training we
+know, with the same negatives, optimiser and schedule as distillation. Uninteresting items are drawn uniformly
 from the items that are neither the user's training items nor the teacher's top-M.
 
 The task owns the projections (``parameters()``, which the trainer optimises with the student's) and returns the
@@ -41,6 +43,8 @@ class LossConfig:
     tasks: tuple[str, ...] = DISTILL_TASKS
     weights: tuple[float, ...] = DEFAULT_DISTILL_WEIGHTS
     truth_weight: float = 0.5
+    #: rating share of the loss when there is no teacher (the ground-truth-only baselines)
+    truth_rating_weight: float = 0.1
     n_negatives: int = 4
     n_uninteresting: int = 50
 
@@ -54,8 +58,9 @@ class LossConfig:
                                   f"got {','.join(map(str, self.weights))}")
         if sum(self.term_weights().values()) <= 0:
             raise DistillrecError("--distill_weights: the chosen --distill_tasks all have weight 0")
-        if not 0 <= self.truth_weight <= 1:
-            raise DistillrecError(f"--truth_weight must be in [0, 1], got {self.truth_weight}")
+        for name in ("truth_weight", "truth_rating_weight"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise DistillrecError(f"--{name} must be in [0, 1], got {getattr(self, name)}")
         if self.n_negatives < 1 or self.n_uninteresting < 1:
             raise DistillrecError("--n_negatives and --n_uninteresting must be at least 1")
 
@@ -116,8 +121,9 @@ class DistillationTask(nn.Module):
                     student, torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64)))
                 self.projections["user"] = nn.Linear(user_dim, signals.user_repr.shape[1])
                 self.projections["item"] = nn.Linear(item_dim, signals.item_repr.shape[1])
-        elif "feature" in self.weights:
-            self.weights = {t: w for t, w in self.weights.items() if t != "feature"}
+        else:
+            rho = config.truth_rating_weight
+            self.weights = {t: w for t, w in {"ranking": 1 - rho, "rating": rho}.items() if t in self.weights}
 
     @property
     def distilling(self) -> bool:

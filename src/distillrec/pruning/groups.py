@@ -37,10 +37,12 @@ class Family:
     field: str = ""  # field label for embedding_dim families
 
 
-def require_prunable(model: object) -> LightweightModel:
-    if not isinstance(model, LightweightModel):
+def require_prunable(model: object) -> object:
+    """``model`` (an instance or a registered class) when surgery knows its structure, else a one-line error."""
+    cls = model if isinstance(model, type) else type(model)
+    if not issubclass(cls, LightweightModel):
         raise DistillrecError(f"structured pruning is implemented for the lightweight_model student, not "
-                              f"{getattr(model, 'model_name', type(model).__name__)}; use --pruning_ratio 0 "
+                              f"{getattr(cls, 'model_name', cls.__name__)}; use --pruning_ratio 0 "
                               "to distil other architectures densely")
     return model
 

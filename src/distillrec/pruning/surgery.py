@@ -30,7 +30,9 @@ def shrink(model: LightweightModel, removed: Removal) -> tuple[LightweightModel,
     fams = {f.name: f for f in families(model)}
     device = model.global_mean.device
     keep = {name: kept_units(f.size, set(removed.get(name, ())), device) for name, f in fams.items()}
-    field_dims = {f.field: len(keep[name]) for name, f in fams.items() if f.kind == "embedding_dim"}
+    # fields dropped by earlier steps stay recorded at width 0 (absent from the config would mean embed_dim)
+    field_dims = {**model.config.field_dims,
+                  **{f.field: len(keep[name]) for name, f in fams.items() if f.kind == "embedding_dim"}}
     config = dataclasses.replace(
         model.config, field_dims=field_dims, out_dim=len(keep["latent"]),
         user_hidden=tuple(len(keep[f"user.hidden{i}"]) for i in range(len(model.user_tower.layers) - 1)),

@@ -34,6 +34,13 @@ from distillrec.zoo import zoo_spec
 ROOT = Path("runs/bench")
 RATIO = 0.5
 RATIOS = (0.3, 0.5, 0.7, 0.9)
+COMPARED_RATIOS = (0.5, 0.7)
+SEEDS = (0, 1, 2)
+#: (label, stored-run key, DistillConfig changes, seeds): the close comparisons get three seeds (PROTOCOL.md)
+METHODS = (("ours: Fisher pruning + distillation", "ours", {}, SEEDS),
+           ("magnitude pruning + distillation", "magnitude_kd", {"importance": "magnitude"}, SEEDS),
+           ("random pruning + distillation", "random_kd", {"importance": "random"}, SEEDS),
+           ("Fisher pruning without distillation", "fisher_no_kd", {"distill": False}, (0,)))
 MEMBERS = ("svd", "xdeepfm", "autoint")
 
 
@@ -79,6 +86,31 @@ def measured(run: Run) -> dict:
     return serving_cost(run.model.eval(), run.model.n_users, requests=1000)
 
 
+def _stored_name(key: str, ratio: float, seed: int) -> str:
+    """Run names, matching the single-seed rows so their runs are reused."""
+    if seed == 0 and ratio == RATIO:
+        return key
+    if seed == 0 and key == "ours":
+        return f"ours_r{ratio}"
+    return f"{key}_r{ratio}_s{seed}"
+
+
+def seed_rows(teacher: Run, ours: DistillConfig) -> list[list[object]]:
+    """Mean and standard deviation over seeds of the pruning methods at the ratios the goals name."""
+    rows = []
+    for ratio in COMPARED_RATIOS:
+        for label, key, changes, seeds in METHODS:
+            runs = [student_run(_stored_name(key, ratio, seed), teacher,
+                                dataclasses.replace(ours, pruning_ratio=ratio, seed=seed, **changes)) for seed in seeds]
+            ndcg = torch.tensor([r.metrics["test"]["ndcg@10"] for r in runs], dtype=torch.float64)
+            rmse = torch.tensor([r.metrics["test"]["rmse"] for r in runs], dtype=torch.float64)
+            spread = (lambda t: f" ± {float(t.std()):.4f}") if len(runs) > 1 else (lambda t: "")
+            rows.append([ratio, label, len(runs), f"{float(ndcg.mean()):.4f}{spread(ndcg)}",
+                         f"{float(rmse.mean()):.4f}{spread(rmse)}", ", ".join(f"{v:.4f}" for v in ndcg.tolist())])
+            print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=str(DATA_ROOT))
@@ -120,6 +152,7 @@ def main() -> None:
         ratio_rows.append([ratio, run.metrics["test"]["ndcg@10"], run.metrics["test"]["rmse"],
                            f"{100 * summary['retained_ndcg@10']:.1f}%", summary["start_prunable"],
                            summary["final_prunable"], run.metrics["cost"]["params"]])
+    method_rows = seed_rows(teacher, ours)
     autoint = resolve_teacher("autoint", None, data, "p-rank", 0, None, ROOT, progress=False)
     single = student_run("ours_autoint_teacher", autoint, ours)
     single_rows = [row("teacher: autoint", autoint.metrics, autoint.metrics["test"]["ndcg@10"], measured(autoint)),
@@ -138,6 +171,10 @@ def main() -> None:
         "**Ours at several pruning ratios** (same teacher and settings):",
         markdown_table(["ratio", "NDCG@10", "RMSE", "% teacher NDCG@10", "start prunable", "final prunable",
                         "params"], ratio_rows),
+        "**Pruning methods at ratios 0.5 and 0.7** (test NDCG@10 and RMSE, mean ± standard deviation over the "
+        "distillation seeds 0, 1, 2 with the same teacher; the gap to Fisher pruning without distillation is "
+        "large enough for one seed):",
+        markdown_table(["ratio", "method", "seeds", "NDCG@10", "RMSE", "NDCG@10 per seed"], method_rows),
         "**Single-model teacher (the seed's option 2)**:",
         markdown_table(headers, single_rows),
     ])

@@ -187,3 +187,25 @@ def test_select_reaches_the_target_and_prefers_low_importance_per_parameter(tiny
     assert prunable_parameters(small) == plan.remaining <= target
     assert small.config.out_dim >= 1 and min(small.config.user_hidden + small.config.item_hidden) >= 1
     assert small.embedding.user_specs and small.embedding.item_specs
+
+
+def test_list_scoring_paths_agree(tiny_synthetic, monkeypatch) -> None:
+    """``outputs`` reads one product over distinct items, or gathers their vectors, or runs per entry (gates)."""
+    import distillrec.models.lightweight as lightweight
+
+    model = _student(tiny_synthetic)
+    generator = torch.Generator().manual_seed(3)
+    users = torch.randint(model.n_users, (7,), generator=generator)
+    items = torch.randint(model.n_items, (7, 9), generator=generator)
+    dense = model.outputs(users, items)
+    monkeypatch.setattr(lightweight, "DENSE_LIST_FACTOR", 0)
+    gathered = model.outputs(users, items)
+    model.gates = {"item.hidden0": torch.ones(len(users), model.item_tower.layers[0].out_features)}
+    per_entry = model.outputs(users, items)
+    model.gates = None
+    one_by_one = model(users.repeat_interleave(items.shape[1]), items.reshape(-1))
+    for rating, logit in (gathered, per_entry):
+        torch.testing.assert_close(rating, dense[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(logit, dense[1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(one_by_one.rating.view_as(items), dense[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(one_by_one.logit.view_as(items), dense[1], rtol=1e-5, atol=1e-5)

@@ -42,12 +42,13 @@ def sample_negatives(users: torch.Tensor, positives: InteractionMatrix, n_negati
     device = users.device
     draws = torch.randint(positives.n_items, flat_users.shape, generator=generator, device=generator.device)
     draws = draws.to(device)
+    pending = torch.arange(len(draws), device=device)  # only fresh draws are checked again
     for _ in range(MAX_RESAMPLE_ROUNDS):
-        bad = positives.contains(flat_users, draws)
-        if not bad.any():
+        pending = pending[positives.contains(flat_users[pending], draws[pending])]
+        if len(pending) == 0:
             break
-        redraw = torch.randint(positives.n_items, (int(bad.sum()),), generator=generator, device=generator.device)
-        draws[bad] = redraw.to(device)
+        redraw = torch.randint(positives.n_items, (len(pending),), generator=generator, device=generator.device)
+        draws[pending] = redraw.to(device)
     return draws.view(len(users), n_negatives)
 
 

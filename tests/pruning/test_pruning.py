@@ -189,6 +189,24 @@ def test_select_reaches_the_target_and_prefers_low_importance_per_parameter(tiny
     assert small.embedding.user_specs and small.embedding.item_specs
 
 
+def test_select_passes_over_a_field_that_overshoots_the_target(tiny_synthetic) -> None:
+    model = _student(tiny_synthetic)
+    fams = families(model)
+    costs = group_costs(model, fams)
+    fields = [f for f in fams if f.kind == "embedding_dim"]
+    biggest = max(fields, key=lambda f: float(costs[f.name].sum()))
+    units = {f.name: torch.ones(f.size, dtype=torch.float64) for f in fams}
+    scores = Scores(units, {f.field: 1e-9 if f is biggest else 1.0 for f in fields})  # the cheapest per parameter
+    start = prunable_parameters(model)
+    plan = select(model, scores, start - 1)
+    assert biggest.field not in plan.fields_dropped
+    assert (start - 1) * 0.98 <= plan.remaining <= start - 1
+    without = widths_after(widths_of(model), fams, {f.name: set(range(f.size)) if f is biggest else set()
+                                                     for f in fams}).prunable()
+    plan = select(model, scores, without + 1)
+    assert plan.fields_dropped == [biggest.field] and plan.remaining == without, "taken when the target asks for it"
+
+
 def test_list_scoring_paths_agree(tiny_synthetic, monkeypatch) -> None:
     """``outputs`` reads one product over distinct items, or gathers their vectors, or runs per entry (gates)."""
     import distillrec.models.lightweight as lightweight

@@ -7,7 +7,10 @@ remove the most and the last steps remove little, leaving the student time to re
 ``select`` ranks every group by ``score / cost`` (importance per parameter it removes, so a cheap group with a
 little importance is not traded for an expensive one with slightly less) and removes the lowest first, whole
 fields included as candidates, until the exact parameter count of the shrunk student reaches the target. Each
-side keeps at least one field and every layer at least one unit.
+side keeps at least one field and every layer at least one unit. A group whose removal would land more than
+``MAX_OVERSHOOT`` below the target is passed over while smaller groups can reach it: a whole id field is one
+candidate of tens of thousands of parameters, and taking it in a late step (ml-100k, seed 2: the item-id table,
+with half the step's budget left) cut the student to 59% of the target and cost a fifth of its valid NDCG@10.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from distillrec.errors import DistillrecError
 from distillrec.models.lightweight import LightweightModel
 from distillrec.pruning.groups import Family, families, group_costs, widths_after, widths_of
 from distillrec.pruning.importance import Scores
+
+#: how far below its target a step may land while smaller groups could reach the target exactly
+MAX_OVERSHOOT = 0.02
 
 
 def step_targets(start: int, ratio: float, steps: int) -> list[int]:
@@ -51,18 +57,25 @@ def select(model: LightweightModel, scores: Scores, target: int) -> Plan:
     widths = widths_of(model)
     removed: dict[str, set[int]] = {f.name: set() for f in fams}
     remaining = widths.prunable()
-    for _, name, unit in candidates:
+    floor = target * (1 - MAX_OVERSHOOT)
+    for guarded in (True, False):  # the unguarded pass only when small groups alone cannot reach the target
+        for _, name, unit in candidates:
+            if remaining <= target:
+                break
+            trial = {k: set(v) for k, v in removed.items()}
+            if name == "field":
+                family = next(f for f in fams if f.field == unit)
+                trial[family.name] = set(range(family.size))
+            else:
+                trial[name].add(unit)
+            if not _allowed(fams, by_name, trial):
+                continue
+            after = widths_after(widths, fams, trial).prunable()
+            if guarded and after < floor:
+                continue
+            removed, remaining = trial, after
         if remaining <= target:
             break
-        trial = {k: set(v) for k, v in removed.items()}
-        if name == "field":
-            family = next(f for f in fams if f.field == unit)
-            trial[family.name] = set(range(family.size))
-        else:
-            trial[name].add(unit)
-        if not _allowed(fams, by_name, trial):
-            continue
-        removed, remaining = trial, widths_after(widths, fams, trial).prunable()
     dropped = [f.field for f in fams if f.kind == "embedding_dim" and len(removed[f.name]) == f.size]
     return Plan({k: v for k, v in removed.items() if v}, remaining, dropped)
 

@@ -7,6 +7,7 @@ For each run folder on the command line (SVD, AutoInt, the ensemble and the stud
   ids and titles), the model's own ``score`` plus the masked top-10, and the ONNX export's scores (ONNX Runtime)
   plus the same top-10, where the model exports;
 * over HTTP, ``distillrec serve`` started by this script as a subprocess on 127.0.0.1 (loopback only) and loaded by
+  ``wrk`` where it is installed (one thread, a fixed duration per level), otherwise by
   a bounded async generator (httpx) at each ``--concurrency`` level: at most ``--http-requests`` requests and at
   most ``--time-limit`` seconds per level, so it always stops by itself; requests per second, p50, p99 and errors.
   The server is stopped at the end, also on errors or Ctrl-C.
@@ -22,6 +23,8 @@ import asyncio
 import contextlib
 import itertools
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import torch
@@ -154,6 +158,40 @@ async def load(base: str, users: list[str], concurrency: int, total: int, time_l
             "errors": counters["errors"]}
 
 
+WRK_SCRIPT = """
+users = {%s}
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "/recommend?k=%d&user=" .. users[(counter %% #users) + 1])
+end
+"""
+WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
+
+
+def load_wrk(base: str, users: list[str], concurrency: int, seconds: float) -> dict[str, Any]:
+    """``wrk`` (one thread, ``concurrency`` keep-alive connections, users in turn) for ``seconds``: a C load
+    generator leaves the server most of the second core, where a Python client would take it."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % (", ".join(f'"{quote(u, safe="")}"' for u in users), K))
+    try:
+        out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
+                              "-s", script.name, base], capture_output=True, text=True, check=True,
+                             timeout=seconds + 60).stdout
+    finally:
+        os.unlink(script.name)
+
+    def latency(pct: str) -> float:
+        value, unit = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M).groups()
+        return float(value) * WRK_UNITS[unit]
+
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    errors += int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    return {"concurrency": concurrency, "requests": requests, "rps": float(re.search(r"Requests/sec:\s+([\d.]+)",
+            out).group(1)), "p50": latency("50"), "p99": latency("99"), "errors": errors}
+
+
 def over_http(run_dir: Path, users: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -163,6 +201,8 @@ def over_http(run_dir: Path, users: list[str], args: argparse.Namespace) -> list
         try:
             wait_ready(base, process, log)
             asyncio.run(load(base, users, 4, min(200, args.http_requests), args.time_limit))  # warm-up
+            if args.load_generator == "wrk":
+                return [load_wrk(base, users, level, args.wrk_seconds) for level in args.concurrency]
             return [asyncio.run(load(base, users, level, args.http_requests, args.time_limit))
                     for level in args.concurrency]
         finally:
@@ -183,6 +223,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch (and ONNX Runtime) threads, in process and per server worker")
+    parser.add_argument("--load-generator", choices=("wrk", "httpx"), default="wrk" if shutil.which("wrk") else "httpx",
+                        help="wrk where installed (apt install wrk), else the bounded httpx client")
+    parser.add_argument("--wrk-seconds", type=float, default=15.0, help="seconds per concurrency level with wrk")
     parser.add_argument("--no-write", "--dry-run", dest="no_write", action="store_true",
                         help="print the tables, leave BENCHMARKS.md alone")
     args = parser.parse_args()
@@ -217,8 +260,10 @@ def main() -> None:
         "(serving path = precomputed factors where the model has them, seen items excluded, original ids).",
         markdown_table(["model", "params", "serving path", "PyTorch score + top-10", "ONNX Runtime + top-10"],
                        local_rows),
-        f"Over HTTP on 127.0.0.1 (`distillrec serve`, {args.workers} worker(s)), GET /recommend?k=10, at most "
-        f"{args.http_requests} requests and {args.time_limit:g} s per level; the load generator shares the machine.",
+        f"Over HTTP on 127.0.0.1 (`distillrec serve`, {args.workers} worker(s)), GET /recommend?k=10, users in "
+        "turn; " + (f"load by `wrk -t1` for {args.wrk_seconds:g} s per level" if args.load_generator == "wrk" else
+                   f"load by the httpx client, at most {args.http_requests} requests and {args.time_limit:g} s per "
+                   "level") + "; the load generator shares the machine.",
         markdown_table(["model", "clients", "requests", "req/s", "p50 ms", "p99 ms", "errors"], http_rows),
         *notes,
     ])

@@ -162,18 +162,16 @@ class LightweightModel(Recommender):
         base = self.global_mean + self.user_bias(users)  # [B, 1]
         if self._per_entry():
             v, bias = self.item_vectors(items), self.item_bias(items)  # [B, L, K], [B, L, 2]
-            dots = (u.unsqueeze(1) * v).sum(-1)
-            rated = (u.unsqueeze(1) * self.rating_scale_weight * v).sum(-1)
-            return base + bias[..., 0] + rated, dots + bias[..., 1]
-        distinct, inverse = torch.unique(items, return_inverse=True)
-        v, bias = self.item_vectors(distinct), self.item_bias(distinct)[inverse]  # [N, K], [B, L, 2]
-        if len(distinct) <= DENSE_LIST_FACTOR * items.shape[1]:
-            both = torch.stack([u, u * self.rating_scale_weight]) @ v.T  # [2, B, N]
-            dots, rated = both.gather(2, inverse.expand(2, -1, -1))  # one gather: one sparse backward
         else:
+            distinct, inverse = torch.unique(items, return_inverse=True)
+            v, bias = self.item_vectors(distinct), self.item_bias(distinct)[inverse]  # [N, K], [B, L, 2]
+            if len(distinct) <= DENSE_LIST_FACTOR * items.shape[1]:
+                both = torch.stack([u, u * self.rating_scale_weight]) @ v.T  # [2, B, N]
+                dots, rated = both.gather(2, inverse.expand(2, -1, -1))  # one gather: one sparse backward
+                return base + bias[..., 0] + rated, dots + bias[..., 1]
             v = v[inverse]
-            dots = (u.unsqueeze(1) * v).sum(-1)
-            rated = (u.unsqueeze(1) * self.rating_scale_weight * v).sum(-1)
+        dots = (u.unsqueeze(1) * v).sum(-1)
+        rated = (u.unsqueeze(1) * self.rating_scale_weight * v).sum(-1)
         return base + bias[..., 0] + rated, dots + bias[..., 1]
 
     def _per_entry(self) -> bool:

@@ -40,13 +40,17 @@ def test_bad_flags_are_one_line_errors_before_any_training(flags, message, tmp_p
     assert not any(tmp_path.iterdir()), "no teacher is trained for a command that cannot run"
 
 
-def test_single_model_teacher_by_name(tmp_path: Path, capsys) -> None:
+def _distilled(tmp_path: Path, name: str, *flags: str) -> tuple[Path, dict]:
+    """Run ``distillrec distill`` on the small set into ``tmp_path/name``; its folder and metrics."""
     torch.set_num_threads(1)
-    out = tmp_path / "student"
-    code = main(["distill", *SMALL, "--teacher", "autoint", "--runs_dir", str(tmp_path / "runs"), "--out", str(out),
-                 "--pruning_ratio", "0.5", "--set", "embed_dim=8", *FAST])
-    assert code == 0
-    metrics = json.loads((out / "metrics.json").read_text())
+    out = tmp_path / name
+    assert main(["distill", *SMALL, "--runs_dir", str(tmp_path / "runs"), "--out", str(out), *flags, *FAST]) == 0
+    return out, json.loads((out / "metrics.json").read_text())
+
+
+def test_single_model_teacher_by_name(tmp_path: Path, capsys) -> None:
+    out, metrics = _distilled(tmp_path, "student", "--teacher", "autoint", "--pruning_ratio", "0.5",
+                              "--set", "embed_dim=8")
     assert metrics["teacher"]["model"] == "autoint" and metrics["distillation"]["pruning_ratio"] == 0.5
     assert metrics["distillation"]["final_prunable"] <= metrics["distillation"]["start_prunable"] / 2
     config = json.loads((out / "distill_config.json").read_text())
@@ -57,12 +61,7 @@ def test_single_model_teacher_by_name(tmp_path: Path, capsys) -> None:
 
 
 def test_dense_distillation_into_another_architecture(tmp_path: Path) -> None:
-    torch.set_num_threads(1)
-    out = tmp_path / "deepfm"
-    code = main(["distill", *SMALL, "--teacher", "svd", "--runs_dir", str(tmp_path / "runs"), "--out", str(out),
-                 "--student", "deepfm", "--pruning_ratio", "0", *FAST])
-    assert code == 0
-    metrics = json.loads((out / "metrics.json").read_text())
+    _, metrics = _distilled(tmp_path, "deepfm", "--teacher", "svd", "--student", "deepfm", "--pruning_ratio", "0")
     assert metrics["model"] == "deepfm" and metrics["distillation"]["start_prunable"] is None
 
 

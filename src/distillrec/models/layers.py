@@ -139,3 +139,12 @@ class MLP(nn.Sequential):
 def _label(side: str, name: str) -> str:
     """A field's public name: ``user_id``, ``item_id``, or ``user.<field>`` / ``item.<field>``."""
     return name if name in ("user_id", "item_id") else f"{side}.{name}"
+
+
+def take_rows(rows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``rows[index]`` for a tensor that needs gradients, reproducibly.
+
+    Advanced indexing's backward accumulates repeated rows with atomic adds across CPU threads, so two seeded runs
+    drift apart in the last bits; ``index_select``'s backward (``index_add``) adds in a fixed order.
+    """
+    return rows.index_select(0, index.reshape(-1)).view(*index.shape, *rows.shape[1:])

@@ -59,6 +59,7 @@ import torch
 from torch import nn
 
 from distillrec.models.base import DataShape, ModelOutput, Recommender, TrainData, tensor_state_key
+from distillrec.models.layers import take_rows
 from distillrec.registry import register_model
 
 
@@ -202,7 +203,7 @@ class LightGCN(Recommender):
     # ----------------------------------------------------------------------------------------- heads
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> ModelOutput:
         user_final, item_final = self.final_embeddings()
-        e_u, e_i = user_final[users], item_final[items]
+        e_u, e_i = take_rows(user_final, users), take_rows(item_final, items)
         d = self.config.embed_dim
         out = ModelOutput(rating=self._rating(users, items, e_u[:, d:], e_i[:, d:]),
                           logit=(e_u[:, :d] * e_i[:, :d]).sum(-1))

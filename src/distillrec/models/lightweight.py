@@ -33,7 +33,7 @@ from torch import nn
 
 from distillrec.errors import DistillrecError
 from distillrec.models.base import DataShape, ModelOutput, Recommender, TrainData, tensor_state_key
-from distillrec.models.layers import FieldEmbedding
+from distillrec.models.layers import FieldEmbedding, take_rows
 from distillrec.registry import register_model
 
 #: ``outputs`` scores a batch against all its distinct items at once when they number at most this many per list entry
@@ -164,12 +164,12 @@ class LightweightModel(Recommender):
             v, bias = self.item_vectors(items), self.item_bias(items)  # [B, L, K], [B, L, 2]
         else:
             distinct, inverse = torch.unique(items, return_inverse=True)
-            v, bias = self.item_vectors(distinct), self.item_bias(distinct)[inverse]  # [N, K], [B, L, 2]
+            v, bias = self.item_vectors(distinct), take_rows(self.item_bias(distinct), inverse)  # [N, K], [B, L, 2]
             if len(distinct) <= DENSE_LIST_FACTOR * items.shape[1]:
                 both = torch.stack([u, u * self.rating_scale_weight]) @ v.T  # [2, B, N]
                 dots, rated = both.gather(2, inverse.expand(2, -1, -1))  # one gather: one sparse backward
                 return base + bias[..., 0] + rated, dots + bias[..., 1]
-            v = v[inverse]
+            v = take_rows(v, inverse)
         dots = (u.unsqueeze(1) * v).sum(-1)
         rated = (u.unsqueeze(1) * self.rating_scale_weight * v).sum(-1)
         return base + bias[..., 0] + rated, dots + bias[..., 1]
@@ -206,3 +206,4 @@ class LightweightModel(Recommender):
     def entity_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The towers' outputs ``u`` and ``v`` for every user and item: ``[n_users, K]``, ``[n_items, K]``."""
         return self.user_vectors(torch.arange(self.n_users, device=self.global_mean.device)), self.all_item_vectors()
+

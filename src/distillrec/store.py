@@ -31,6 +31,8 @@ def resolved_spec(spec: RunSpec) -> dict:
     raw = spec.to_dict()
     raw["model_config"] = dataclasses.asdict(build_config(spec.model, spec.model_config))
     raw.pop("device", None)  # where it ran does not change what was trained
+    if not raw["train"].get("compile"):
+        raw["train"].pop("compile", None)  # eager runs keep the keys they had before the option existed
     return raw
 
 

@@ -76,7 +76,7 @@ def test_compile_option_keeps_eager_run_keys() -> None:
 @pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
                     reason="torch.compile on CPU needs a C++ compiler")
 def test_compiled_training_matches_eager_closely(tiny_synthetic) -> None:
-    """The compiled steps train the same model: same epochs, losses equal to float tolerance, eager model kept."""
+    """The compiled steps train the same model (test RMSE within 0.1% of eager), and the run keeps the eager module."""
     runs = [train_run(RunSpec(model="autoint", task="rating", train=TrainConfig(epochs=2, patience=5, compile=c)),
                       progress=False, dataset=tiny_synthetic, latency_requests=20) for c in (False, True)]
     eager, compiled = (r.metrics["test"]["rmse"] for r in runs)

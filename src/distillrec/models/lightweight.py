@@ -206,4 +206,3 @@ class LightweightModel(Recommender):
     def entity_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The towers' outputs ``u`` and ``v`` for every user and item: ``[n_users, K]``, ``[n_items, K]``."""
         return self.user_vectors(torch.arange(self.n_users, device=self.global_mean.device)), self.all_item_vectors()
-

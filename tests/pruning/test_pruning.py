@@ -122,26 +122,22 @@ def test_fisher_equals_brute_force_per_sample_loop(tiny_synthetic) -> None:
     scores = fisher_scores(model, _per_sample_loss, batches)
     fams = families(model)
     expected = {f.name: torch.zeros(f.size, dtype=torch.float64) for f in fams}
-    expected_fields = {f.field: 0.0 for f in fams if f.kind == "embedding_dim"}
     for batch in batches:
         for n in range(len(batch.users)):  # one sample, one backward, one shared mask per family
             one = Batch(batch.users[n:n + 1], batch.items[n:n + 1], batch.ratings[n:n + 1])
             masks = {f.name: torch.ones(f.size, requires_grad=True) for f in fams}
-            field_masks = {f.field: torch.ones((), requires_grad=True) for f in fams if f.kind == "embedding_dim"}
-            model.gates = {name: mask * field_masks[f.field] if f.kind == "embedding_dim" else mask
-                           for (name, mask), f in zip(masks.items(), fams, strict=True)}
+            model.gates = masks
             loss = _per_sample_loss(model, one).sum()
-            grads = torch.autograd.grad(loss, [*masks.values(), *field_masks.values()], allow_unused=True)
+            grads = torch.autograd.grad(loss, list(masks.values()), allow_unused=True)
             model.gates = None
-            for f, g in zip(fams, grads[:len(fams)], strict=True):
+            for f, g in zip(fams, grads, strict=True):
                 expected[f.name] += 0 if g is None else g.double().pow(2)
-            for label, g in zip(field_masks, grads[len(fams):], strict=True):
-                expected_fields[label] += 0 if g is None else float(g) ** 2
     for name, value in expected.items():
         assert torch.allclose(scores[name], value, rtol=1e-6, atol=1e-12), name
         assert value.sum() > 0, f"{name}: the test must exercise every family"
-    for label, value in expected_fields.items():
-        assert scores.fields[label] == pytest.approx(value, rel=1e-6)
+    for f in fams:  # a whole field: the sum of its dimensions' Fisher (no cancellation across dimensions)
+        if f.kind == "embedding_dim":
+            assert scores.fields[f.field] == pytest.approx(float(expected[f.name].sum()), rel=1e-6)
     assert model.gates is None
 
 

@@ -23,7 +23,7 @@ import torch
 
 from distillrec.errors import DistillrecError
 from distillrec.models.lightweight import LightweightModel
-from distillrec.pruning.groups import families, field_offset
+from distillrec.pruning.groups import Family, families, field_offset
 from distillrec.training.tasks import Batch
 
 IMPORTANCES = ("fisher", "magnitude", "random")
@@ -36,6 +36,11 @@ class Scores(dict):
     def __init__(self, units: dict[str, torch.Tensor], fields: dict[str, float]) -> None:
         super().__init__(units)
         self.fields = fields
+
+    @classmethod
+    def summed(cls, units: dict[str, torch.Tensor], fams: list[Family]) -> Scores:
+        """Unit scores with each whole field scored as the sum of its dimensions' scores (every criterion here)."""
+        return cls(units, {f.field: float(units[f.name].sum()) for f in fams if f.kind == "embedding_dim"})
 
 
 def fisher_scores(model: LightweightModel, loss: PerSampleLoss, batches: Iterable[Batch]) -> Scores:
@@ -59,21 +64,21 @@ def fisher_scores(model: LightweightModel, loss: PerSampleLoss, batches: Iterabl
     finally:
         model.gates = None
         model.train(was_training)
-    return Scores(units, {f.field: float(units[f.name].sum()) for f in fams if f.kind == "embedding_dim"})
+    return Scores.summed(units, fams)
 
 
 @torch.no_grad()
 def magnitude_scores(model: LightweightModel) -> Scores:
     """Sum of squares of the parameters each group removes (its L2 norm squared)."""
-    units, fields = {}, {}
-    for family in families(model):
+    fams = families(model)
+    units = {}
+    for family in fams:
         if family.kind == "embedding_dim":
             tower = model.user_tower if family.side == "user" else model.item_tower
             table = model.embedding.table(family.field).weight  # [V, d]
             offset = field_offset(model, family.field)
             first = tower.layers[0].weight[:, offset:offset + family.size]  # [H, d]
             units[family.name] = (table.pow(2).sum(0) + first.pow(2).sum(0)).double().cpu()
-            fields[family.field] = float(units[family.name].sum())
         elif family.kind == "mlp_neuron":
             tower = model.user_tower if family.side == "user" else model.item_tower
             layer, nxt = tower.layers[family.layer], tower.layers[family.layer + 1]
@@ -83,15 +88,14 @@ def magnitude_scores(model: LightweightModel) -> Scores:
             rows = [t.layers[-1] for t in (model.user_tower, model.item_tower)]
             units[family.name] = (sum(r.weight.pow(2).sum(1) + r.bias.pow(2) for r in rows)
                                   + model.rating_scale_weight.pow(2)).double().cpu()
-    return Scores(units, fields)
+    return Scores.summed(units, fams)
 
 
 def random_scores(model: LightweightModel, seed: int) -> Scores:
     generator = torch.Generator().manual_seed(seed)
     fams = families(model)
     units = {f.name: torch.rand(f.size, generator=generator, dtype=torch.float64) for f in fams}
-    fields = {f.field: float(units[f.name].sum()) for f in fams if f.kind == "embedding_dim"}
-    return Scores(units, fields)
+    return Scores.summed(units, fams)
 
 
 def group_scores(kind: str, model: LightweightModel, loss: PerSampleLoss | None = None,

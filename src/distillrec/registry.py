@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from distillrec.coercion import coerce_fields
 from distillrec.errors import DistillrecError
 
 _REGISTRY: dict[str, type] = {}
@@ -46,14 +47,14 @@ def model_class(name: str) -> type:
 
 
 def build_config(name: str, overrides: Mapping[str, Any] | None = None) -> Any:
-    """The model's config dataclass with ``overrides`` applied; unknown keys are a one-line error."""
+    """The model's config with ``overrides`` applied; unknown keys and ill-typed values are one-line errors."""
     config_cls = model_class(name).config_class
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(fields))
     if unknown:
         raise DistillrecError(f"{name}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(fields)}")
-    return config_cls(**overrides)
+    return config_cls(**coerce_fields(config_cls, overrides, name))
 
 
 def create_model(name: str, shape: Any, overrides: Mapping[str, Any] | None = None) -> Any:

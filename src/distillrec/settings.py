@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from distillrec.coercion import coerce_fields
 from distillrec.errors import DistillrecError
 from distillrec.registry import model_class
 from distillrec.training.trainer import TrainConfig
@@ -28,4 +29,4 @@ def split_settings(model: str, settings: dict[str, Any]) -> tuple[dict[str, Any]
             raise DistillrecError(f"unknown setting {key!r} for {model}; model settings: "
                                   f"{', '.join(sorted(model_fields))}; "
                                   f"training settings: {', '.join(sorted(train_fields))}")
-    return model_cfg, TrainConfig(**train_cfg)
+    return model_cfg, TrainConfig(**coerce_fields(TrainConfig, train_cfg, "training"))

@@ -107,6 +107,8 @@ def test_datasets_lists_known_names(capsys) -> None:
     (["train", "--dataset", "nope"], "nope"),
     (["train", "--model", "nope"], "unknown model"),
     (["train", "--set", "nonsense=1"], "nonsense"),
+    (["train", "--model", "xdeepfm", "--set", "embed_reg=abc"], "xdeepfm: embed_reg: expected float, got 'abc'"),
+    (["train", "--set", "lr=fast"], "training: lr: expected float"),
     (["train", "--rating-scale", "5,1"], "rating_scale"),
     (["recommend", "/nonexistent/run", "--user", "1"], "not a finished run"),
 ])

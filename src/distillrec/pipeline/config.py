@@ -17,13 +17,11 @@ reproduces their numbers exactly; ``quick`` applies :data:`QUICK_LIMITS` (below 
 from __future__ import annotations
 
 import dataclasses
-import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, get_type_hints
 
-import yaml
-
+from distillrec.coercion import coerce, is_mapping, mapping_values
 from distillrec.data.loading import KNOWN_DATASETS
 from distillrec.distillation.prune_distill import DistillConfig
 from distillrec.ensemble.weighted import FUSIONS
@@ -193,9 +191,9 @@ def _assign(tree: dict[str, Any], cls: type, parts: list[str], value: Any, key: 
             raise DistillrecError(f"{key}: expected a mapping of {section.__name__} settings, got {value!r}")
         for sub, sub_value in value.items():
             _assign(tree[name], section, str(sub).split("."), sub_value, f"{key}.{sub}")
-    elif len(parts) > 1 and _is_mapping(hint):  # one entry of a mapping (model settings, synthetic sizes)
+    elif len(parts) > 1 and is_mapping(hint):  # one entry of a mapping (model settings, synthetic sizes)
         current = tree[name] if isinstance(tree[name], dict) else {}
-        tree[name] = {**current, ".".join(parts[1:]): coerce(value, _mapping_values(hint), key)}
+        tree[name] = {**current, ".".join(parts[1:]): coerce(value, mapping_values(hint), key)}
     elif len(parts) > 1:
         raise DistillrecError(f"unknown pipeline setting {key!r}: {'.'.join(key.split('.')[:-len(parts) + 1])} "
                               "is a single value")
@@ -205,73 +203,3 @@ def _assign(tree: dict[str, Any], cls: type, parts: list[str], value: Any, key: 
 
 def _dataclass_of(hint: Any) -> type | None:
     return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
-
-
-def _is_mapping(hint: Any) -> bool:
-    if hint is dict or get_origin(hint) is dict:
-        return True
-    return _is_union(hint) and any(_is_mapping(arg) for arg in get_args(hint))
-
-
-def _mapping_values(hint: Any) -> Any:
-    """The value type of the mapping in ``hint`` (``dict[str, int] | None`` -> ``int``)."""
-    if _is_union(hint):
-        return next(_mapping_values(arg) for arg in get_args(hint) if _is_mapping(arg))
-    return get_args(hint)[1] if get_args(hint) else Any
-
-
-def _is_union(hint: Any) -> bool:
-    return get_origin(hint) in (Union, types.UnionType)
-
-
-def coerce(value: Any, hint: Any, key: str) -> Any:
-    """``value`` as type ``hint``; comma strings become tuples (``ranking,rating``); one-line error otherwise."""
-    if hint is Any:
-        return value
-    if _is_union(hint):
-        options = get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        for option in (o for o in options if o is not type(None)):
-            try:
-                return coerce(value, option, key)
-            except DistillrecError:
-                continue
-        raise DistillrecError(f"{key}: expected {_describe(hint)}, got {value!r}")
-    if get_origin(hint) is tuple:
-        return _coerce_tuple(value, hint, key)
-    if _is_mapping(hint):
-        if not isinstance(value, Mapping):
-            raise DistillrecError(f"{key}: expected a mapping, got {value!r}")
-        return {str(k): coerce(v, _mapping_values(hint), f"{key}.{k}") for k, v in value.items()}
-    if hint is bool and isinstance(value, bool):
-        return value
-    if hint is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if hint is str and isinstance(value, str):
-        return value
-    raise DistillrecError(f"{key}: expected {_describe(hint)}, got {value!r}")
-
-
-def _coerce_tuple(value: Any, hint: Any, key: str) -> tuple:
-    if isinstance(value, str):
-        value = [yaml.safe_load(part) for part in value.split(",") if part.strip()]
-    if not isinstance(value, list | tuple):
-        raise DistillrecError(f"{key}: expected {_describe(hint)}, got {value!r}")
-    args = get_args(hint)
-    kinds = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
-    if len(kinds) != len(value):
-        raise DistillrecError(f"{key}: expected {len(kinds)} values, got {len(value)}")
-    return tuple(coerce(v, kind, key) for v, kind in zip(value, kinds, strict=True))
-
-
-def _describe(hint: Any) -> str:
-    if _is_union(hint):
-        return " or ".join(_describe(arg) for arg in get_args(hint))
-    if get_origin(hint) is tuple:
-        return f"a comma list of {_describe(get_args(hint)[0])}"
-    if _is_mapping(hint):
-        return "a mapping"
-    return {type(None): "null"}.get(hint, getattr(hint, "__name__", str(hint)))

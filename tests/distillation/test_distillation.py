@@ -85,7 +85,7 @@ def test_task_without_teacher_is_ground_truth_only(teacher, tiny_synthetic) -> N
     assert set(parts) == {"bpr", "rrd", "mse", "rating_kd", "feature"} and per_sample.shape == (64,)
     kd.generator.manual_seed(3)
     total, _ = kd.loss(student, batch)
-    assert float(total) == pytest.approx(float(per_sample.mean()), rel=1e-5)
+    assert total.item() == pytest.approx(per_sample.mean().item(), rel=1e-5)
     with pytest.raises(DistillrecError, match="distill_tasks"):
         LossConfig(tasks=("ranking", "style")).validate()
 

@@ -24,7 +24,7 @@ def naive_cin(fields: torch.Tensor, cin: CIN, sizes: tuple[int, ...], split_half
         weight = cin.layers[k].weight.view(size, len(hidden), n_fields)
         maps = []
         for g in range(size):
-            value = torch.full_like(x0[0], float(cin.layers[k].bias[g]))
+            value = torch.full_like(x0[0], cin.layers[k].bias[g].item())
             for h in range(len(hidden)):
                 for f in range(n_fields):
                     value = value + weight[g, h, f] * hidden[h] * x0[f]
@@ -94,7 +94,7 @@ def test_factorised_score_equals_generic_score(tiny_synthetic, overrides) -> Non
         model.rank_by = rank_by
         fast, generic = model.score(users), FieldInteractionModel.score(model, users)
         assert fast.shape == (4, tiny_synthetic.n_items)
-        torch.testing.assert_close(fast, generic, rtol=1e-4, atol=1e-4 * float(generic.abs().max()))
+        torch.testing.assert_close(fast, generic, rtol=1e-4, atol=1e-4 * generic.abs().max().item())
 
 
 def test_training_beats_popularity_on_synthetic(tiny_synthetic) -> None:

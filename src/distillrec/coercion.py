@@ -8,7 +8,6 @@ which needs a dot) is read as a float; anything else of the wrong type is an err
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import types
 from collections.abc import Mapping
@@ -24,9 +23,7 @@ _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 def coerce_fields(cls: type, values: Mapping[str, Any], owner: str) -> dict[str, Any]:
     """``values`` (keys already checked against ``cls``'s fields) converted to the field types of dataclass ``cls``."""
     hints = get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {key: coerce(value, hints[key], f"{owner}: {key}") if key in names else value
-            for key, value in values.items()}
+    return {key: coerce(value, hints[key], f"{owner}: {key}") for key, value in values.items()}
 
 
 def is_mapping(hint: Any) -> bool:

@@ -63,6 +63,9 @@ class AutoIntConfig:
     dropout: float = 0.0
     use_features: bool = True
     embed_reg: float = 0.0
+    #: L2 weight on the interacting layers' projections (W_q, W_k, W_v, W_res), added to every batch's loss: the
+    #: counterpart of xDeepFM's ``cin_reg``
+    attention_reg: float = 0.0
 
 
 class InteractingLayer(nn.Module):
@@ -182,6 +185,13 @@ class AutoInt(FieldInteractionModel):
         self.layers = nn.ModuleList(layers)
         self.mlp = MLP(self.n_fields * config.embed_dim, config.hidden, config.dropout) if config.hidden else None
         self.build_heads(self.n_fields * in_dim + (self.mlp.out_dim if self.mlp is not None else 0))
+
+    def regularization(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        reg = super().regularization(users, items)
+        if self.config.attention_reg:
+            reg = reg + self.config.attention_reg * sum(weight.pow(2).sum() for layer in self.layers
+                                                        for weight in layer.projections())
+        return reg
 
     @property
     def heads_per_layer(self) -> tuple[int, ...]:

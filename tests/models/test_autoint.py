@@ -98,7 +98,8 @@ def test_attention_reg_is_the_l2_of_every_projection(tiny_synthetic) -> None:
     shape = data_shape(tiny_synthetic)
     users, items = torch.tensor([0, 1]), torch.tensor([2, 3])
     torch.manual_seed(0)
-    plain = AutoInt(shape, build_config("autoint", {"n_layers": 2, "n_heads": (2, 1), "d_head": 4}))
+    plain = AutoInt(shape, build_config("autoint", {"n_layers": 2, "n_heads": (2, 1), "d_head": 4,
+                                                     "attention_reg": 0.0}))
     assert plain.regularization(users, items).item() == 0.0
     regularised = AutoInt(shape, build_config("autoint", {"n_layers": 2, "n_heads": (2, 1), "d_head": 4,
                                                            "attention_reg": 0.5}))

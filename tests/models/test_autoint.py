@@ -94,6 +94,21 @@ def test_head_structure_per_layer_and_config_round_trip(tiny_synthetic) -> None:
         AutoInt(shape, AutoIntConfig(n_layers=3, n_heads=(2, 2)))
 
 
+def test_attention_reg_is_the_l2_of_every_projection(tiny_synthetic) -> None:
+    shape = data_shape(tiny_synthetic)
+    users, items = torch.tensor([0, 1]), torch.tensor([2, 3])
+    torch.manual_seed(0)
+    plain = AutoInt(shape, build_config("autoint", {"n_layers": 2, "n_heads": (2, 1), "d_head": 4,
+                                                     "attention_reg": 0.0}))
+    assert plain.regularization(users, items).item() == 0.0
+    regularised = AutoInt(shape, build_config("autoint", {"n_layers": 2, "n_heads": (2, 1), "d_head": 4,
+                                                           "attention_reg": 0.5}))
+    regularised.load_state_dict(plain.state_dict())
+    expected = 0.5 * sum(float(w.detach().pow(2).sum()) for layer in plain.layers
+                         for w in (layer.W_q, layer.W_k, layer.W_v, layer.W_res))
+    assert regularised.regularization(users, items).item() == pytest.approx(expected, rel=1e-6)
+
+
 def test_head_mask_scales_each_heads_output_channels() -> None:
     """Masking head h removes exactly its attention output: its channels fall back to ReLU(W_res e_m)."""
     torch.manual_seed(0)

@@ -46,13 +46,18 @@ MEMBERS = ("svd", "xdeepfm", "autoint")
 
 
 def student_run(name: str, teacher: Run, config: DistillConfig) -> Run:
-    """The stored student of ``name`` when its settings match, else a fresh distillation."""
+    """The stored student of ``name`` when its settings and its teacher match, else a fresh distillation.
+
+    The teacher's folder is the same path after its members were retrained, so the teacher is recognised by its
+    metrics (recorded in the student's metrics.json), not by its path.
+    """
     folder = ROOT / "distill" / name
     wanted = json.loads(json.dumps(dataclasses.asdict(config), default=str))
-    saved = folder / "distill_config.json"
-    if (folder / "metrics.json").is_file() and saved.is_file():
+    saved, metrics = folder / "distill_config.json", folder / "metrics.json"
+    if metrics.is_file() and saved.is_file():
         stored = json.loads(saved.read_text())
-        if {k: v for k, v in stored.items() if k != "teacher_run"} == wanted:
+        same_teacher = json.loads(metrics.read_text()).get("teacher", {}).get("valid") == teacher.metrics["valid"]
+        if same_teacher and {k: v for k, v in stored.items() if k != "teacher_run"} == wanted:
             return load_run(folder)
     print(f"distilling {name} ...", flush=True)
     return distill(teacher, config, folder, progress=False)

@@ -169,7 +169,8 @@ def main() -> None:
         f"starting student uniformly to that size ({small}). Latency: one user, top-10 over all items, batch 1, "
         "1,000 requests; users/s: batches of 1,024; all measured in this run after every model is trained, one model "
         "after another. "
-        f"Largest |masked - shrunk| score difference in ours: {summary['max_masked_difference']:.1e}.",
+        "Largest |masked - shrunk| difference in ours, relative to the outputs' scale: "
+        f"{summary['max_masked_difference']:.1e}.",
         markdown_table(headers, rows),
         "**Ours at several pruning ratios** (same teacher and settings):",
         markdown_table(["ratio", "NDCG@10", "RMSE", "% teacher NDCG@10", "start prunable", "final prunable",

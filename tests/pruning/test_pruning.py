@@ -30,6 +30,22 @@ def _student(dataset, **overrides) -> LightweightModel:
     return model.eval()
 
 
+def test_masked_difference_is_relative_to_the_output_scale(tiny_synthetic) -> None:
+    """A ranking-bias shift of 0.5 on shrunk scores that reach ~100 is a gap of 0.5 / 100, not 0.5."""
+    model = _student(tiny_synthetic)
+    with torch.no_grad():
+        model.item_bias.weight[:, 1] += 100.0
+    removed = _removal(model)
+    small, _ = shrink(model, removed)
+    users, items = torch.arange(tiny_synthetic.n_users), torch.arange(tiny_synthetic.n_users) % tiny_synthetic.n_items
+    with torch.no_grad():
+        small.item_bias.weight[:, 1] += 0.5
+    with masked(model, removed):
+        scale = float(model.score(users).abs().max())
+    assert scale > 50
+    assert max_masked_difference(model, removed, small, users, items) == pytest.approx(0.5 / scale, rel=1e-3)
+
+
 def _removal(model: LightweightModel, seed: int = 0) -> dict[str, set[int]]:
     """Remove a random non-empty, non-total subset of units from every family."""
     generator = torch.Generator().manual_seed(seed)

@@ -116,6 +116,6 @@ def run(args: argparse.Namespace) -> int:
           f"{format_value(summary['latency_p99_speedup'])}x lower")
     if summary["start_prunable"]:
         print(f"  prunable parameters {summary['start_prunable']:,} -> {summary['final_prunable']:,} "
-              f"(max |masked - shrunk| {summary['max_masked_difference']:.1e})")
+              f"(max relative |masked - shrunk| {summary['max_masked_difference']:.1e})")
     print(f"student saved to {out}")
     return 0

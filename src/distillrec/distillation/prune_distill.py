@@ -41,7 +41,7 @@ from distillrec.runs import Run, RunSpec, data_shape, load_run, save_run, train_
 from distillrec.training.tasks import Batch
 from distillrec.training.trainer import TrainConfig, Trainer
 
-#: largest allowed gap between the masked and the physically shrunk student
+#: largest allowed gap between the masked and the physically shrunk student, relative to the outputs' scale
 SHRINK_TOLERANCE = 1e-5
 
 
@@ -162,7 +162,10 @@ def fisher_batches(data: TrainData, n_samples: int, batch_size: int, seed: int) 
 
 def _prune_step(student, task: DistillationTask, data: TrainData, config: DistillConfig, target: int, step: int,
                 device: torch.device):
-    """Score, select, shrink and verify one step; returns ``(smaller student, removed units, max |masked-shrunk|)``."""
+    """Score, select, shrink and verify one step.
+
+    Returns ``(smaller student, removed units, largest relative |masked - shrunk|)``.
+    """
     batches = fisher_batches(data, config.fisher_samples, config.batch_size, config.seed + 100 + step)
     scores = group_scores(config.importance, student, loss=lambda m, b: task.per_sample(m, b)[0], batches=batches,
                           seed=config.seed + step)

@@ -109,7 +109,7 @@ def _distillation(out: Path, student: dict[str, Any]) -> Section:
                    for s in steps])
     summary = student["distillation"]
     text = (f"The student keeps {cell(summary['retained_ndcg@10'])} of the teacher's test NDCG@10 with a "
-            f"{times(summary['latency_p99_speedup']) or '-'} lower p99 latency; largest |masked - shrunk| "
+            f"{times(summary['latency_p99_speedup']) or '-'} lower p99 latency; largest relative |masked - shrunk| "
             f"difference after surgery {summary['max_masked_difference']:.1e}. The trajectory counts parameters; "
             "the comparison's params, like every run's metrics, also count buffers.")
     return Section("Distillation and pruning", [Image(folder / "trajectory.png", "Pruning trajectory"), table,

@@ -51,9 +51,9 @@ def _inputs(dataset: Dataset, rows: np.ndarray, embed_dim: int):
     return columns, x
 
 
-def seconds_per_epoch(model: str, arch: dict, dataset: Dataset, split: Split, batch_size: int = 256,
-                      epochs: int = 2) -> float:
-    """Mean wall seconds of one DeepCTR-Torch ``fit`` epoch on the train part (regression, MSE)."""
+def epoch_seconds(model: str, arch: dict, dataset: Dataset, split: Split, batch_size: int = 256,
+                  epochs: int = 2) -> list[float]:
+    """Wall seconds of each DeepCTR-Torch ``fit`` epoch on the train part (regression, MSE)."""
     import deepctr_torch.models as dm
 
     rows = split.train
@@ -79,4 +79,4 @@ def seconds_per_epoch(model: str, arch: dict, dataset: Dataset, split: Split, ba
         start = time.perf_counter()
         net.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
         times.append(time.perf_counter() - start)
-    return float(np.mean(times))
+    return times

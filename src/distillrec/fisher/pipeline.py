@@ -106,7 +106,7 @@ def _members_current(run: Run, data: DataSpec, protocol: str, seed: int, fold: i
     config = run.model.config
     expected = [run_folder(member_spec(zoo_spec(m, data, protocol, seed, fold), t), root).name
                 for m, t in zip(config.models, config.tasks, strict=True)]
-    return [Path(f).name for f in run.model.config.member_runs] == expected
+    return [Path(f).name for f in config.member_runs] == expected
 
 
 def _epoch_seconds(run: Run) -> dict[str, float]:

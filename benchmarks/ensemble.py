@@ -21,6 +21,7 @@ ROOT = Path("runs/bench")
 
 def ensemble_rows(data: DataSpec, protocol: str, fold: int | None) -> list[list[object]]:
     algorithms, tasks = ",".join(DEFAULT_ALGORITHMS), ",".join(DEFAULT_TASKS)
+    member_rows: dict[str, list[object]] = {}  # run folder -> row: every distinct member run, once
     rows: list[list[object]] = []
     # the seed's tasks keep SVD out of the rating side; the last row lets every member feed both sides
     variants = (("seed weights 0.4/0.4/0.2", ",".join(map(str, DEFAULT_WEIGHTS)), tasks), ("auto", "auto", tasks),
@@ -29,11 +30,11 @@ def ensemble_rows(data: DataSpec, protocol: str, fold: int | None) -> list[list[
         run = build_ensemble(parse_members(algorithms, weights, member_tasks), data, protocol, 0, fold, root=ROOT,
                              progress=False)
         metrics = run.metrics
-        if not rows:
-            for member in metrics["members"]:
-                test = member["test"]
-                rows.append([f"{member['model']} ({member['task']})", test["ndcg@10"], test["recall@10"],
-                             test["rmse"], test["mae"], "-", "-"])
+        for member in metrics["members"]:
+            test = member["test"]
+            member_rows.setdefault(member["run"], [
+                f"{member['model']} (trained for `{member['trained_for']}`)", test["ndcg@10"], test["recall@10"],
+                test["rmse"], test["mae"], "-", "-"])
         config = run.model.config
         described = ", ".join(f"{m}={w:.2f}" for m, w in zip(config.models, config.weights, strict=True))
         if config.rating_weights:
@@ -44,7 +45,7 @@ def ensemble_rows(data: DataSpec, protocol: str, fold: int | None) -> list[list[
         rows.append([name, test["ndcg@10"], test["recall@10"], test["rmse"], test["mae"],
                      config.fusion, described])
         print(rows[-1], flush=True)
-    return rows
+    return [*member_rows.values(), *rows]
 
 
 def main() -> None:
@@ -56,7 +57,8 @@ def main() -> None:
     body = "\n\n".join([
         "## Ensemble teacher on ml-100k, seed 0 (`benchmarks/ensemble.py`)",
         machine_line(),
-        "**P-RANK** (test split; members trained with task `both`; learned weights use the valid split only):",
+        "**P-RANK** (test split; members trained for both heads, except that a `rating` member trains its rating "
+        "head only; learned weights use the valid split only):",
         markdown_table(headers, ensemble_rows(data, "p-rank", None)),
         "**P-RATING u1** (members trained with task `rating`; RMSE/MAE on u1.test):",
         markdown_table(headers, ensemble_rows(data, "p-rating", 1)),

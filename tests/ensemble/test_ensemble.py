@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,3 +119,11 @@ def test_learned_weights_never_see_the_test_split(tmp_path, monkeypatch) -> None
     dirty, dirty_rmse = learned(poisoned, "poisoned")
     assert clean == dirty
     assert clean_rmse != dirty_rmse  # the poison did reach the test split
+
+
+def test_rating_members_train_their_rating_head_only(fixed) -> None:
+    run, root = fixed
+    member_runs = [load_run(Path(folder)) for folder in run.model.config.member_runs]
+    assert [r.spec.task for r in member_runs] == ["both", "rating", "both"]  # ranking, rating, balance members
+    assert [r.metrics["heads"] for r in member_runs] == [["rating", "ranking"], ["rating"], ["rating", "ranking"]]
+    assert all(Path(folder).parent == root for folder in run.model.config.member_runs)

@@ -113,3 +113,25 @@ def test_prune_curve_counts_groups_for_the_mass() -> None:
     assert curve["groups_for_mass"] == 2 and curve["fraction_for_mass"] == 0.5
     assert curve["curve"][0] == [0.0, 0.0] and curve["curve"][-1] == [1.0, 1.0]
     assert prune_curve([0.0, 0.0])["fraction_for_mass"] is None
+
+
+def test_default_ensemble_is_current_only_with_the_rating_member_trained_for_ratings(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from distillrec.ensemble.build import member_spec
+    from distillrec.fisher.pipeline import _members_current
+    from distillrec.store import run_folder
+    from distillrec.zoo import zoo_spec
+
+    models, tasks = ("svd", "xdeepfm", "autoint"), ("ranking", "rating", "balance")
+    zoo = [run_folder(zoo_spec(m, SMALL, "p-rank", 0), tmp_path) for m in models]
+    trained = [run_folder(member_spec(zoo_spec(m, SMALL, "p-rank", 0), t), tmp_path)
+               for m, t in zip(models, tasks, strict=True)]
+    assert trained[0] == zoo[0] and trained[2] == zoo[2] and trained[1] != zoo[1]
+
+    def built_from(folders):
+        config = SimpleNamespace(models=models, tasks=tasks, member_runs=[str(f) for f in folders])
+        return SimpleNamespace(model=SimpleNamespace(config=config))
+
+    assert _members_current(built_from(trained), SMALL, "p-rank", 0, None, tmp_path)
+    assert not _members_current(built_from(zoo), SMALL, "p-rank", 0, None, tmp_path)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         test = member["test"]
         rmse = "-" if test["rmse"] is None else f"{test['rmse']:.4f}"
         print(f"  member {member['model']:<10} task={member['task']:<8} weight={member['weight']:.3f}  "
-              f"test ndcg@10={test['ndcg@10']:.4f}  rmse={rmse}")
+              f"trained for {member['trained_for']:<6}  test ndcg@10={test['ndcg@10']:.4f}  rmse={rmse}")
     if config.rating_weights:
         print("  learned rating weights (NNLS): " + ", ".join(
             f"{m}={w:.3f}" for m, w in zip(config.models, config.rating_weights, strict=True)))

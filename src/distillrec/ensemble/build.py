@@ -1,7 +1,8 @@
 """Build the ensemble teacher: reuse or train the members, fix or learn the weights, evaluate, save.
 
-Members come from the runs store (trained with the zoo's settings when missing). Learned weights and the
-fusion are chosen on the valid part only; the test part is touched once, by the final evaluation.
+Members come from the runs store (trained with the zoo's settings when missing; a ``rating`` member trains
+its rating head only, see ``member_spec``). Learned weights and the fusion are chosen on the valid part only;
+the test part is touched once, by the final evaluation.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def build_ensemble(members: list[MemberSpec], data: DataSpec, protocol: str = "p
         specs = [zoo_spec(m.model, data, protocol, seed, fold, device) for m in members]
     if [s.model for s in specs] != [m.model for m in members]:
         raise DistillrecError("build_ensemble: one run spec per member, in the members' order")
+    specs = [member_spec(s, m.task) for s, m in zip(specs, members, strict=True)]
     runs = [get_or_train(spec, root, dataset=dataset, progress=progress)[0] for spec in specs]
     models = [r.model.eval() for r in runs]
     tasks = [m.task for m in members]
@@ -85,6 +87,17 @@ def build_ensemble(members: list[MemberSpec], data: DataSpec, protocol: str = "p
     return run
 
 
+def member_spec(spec: RunSpec, task: str) -> RunSpec:
+    """The run spec a member with ``task`` is trained with: a ``rating`` member trains its rating head only.
+
+    The ensemble never reads a rating member's ranking score, so its capacity goes to ratings: on ml-100k
+    P-RANK valid, xDeepFM reaches RMSE 0.902 trained for ratings against 0.920 trained for both, and the seed
+    ensemble's rating side 0.895 against 0.919. Ranking and balance members keep both heads: a balance member
+    feeds both sides, and a ranking member's rating head stays the rating baseline the ensemble is compared with.
+    """
+    return dataclasses.replace(spec, task="rating") if task == "rating" else spec
+
+
 @torch.inference_mode()
 def _valid_predictions(models, indices, dataset, split, device) -> np.ndarray:
     users = torch.from_numpy(dataset.users[split.valid]).to(device)
@@ -111,7 +124,8 @@ def _metrics(ensemble: Ensemble, spec: RunSpec, dataset, split, runs, learned, s
             "build_seconds": round(seconds, 3), "epochs": 0, "seconds_per_epoch": 0.0,
             **serving_cost(ensemble, dataset.n_users, device=device), "peak_rss_mb": round(peak_rss_mb(), 1),
             "threads": torch.get_num_threads()}
-    members = [{"model": r.spec.model, "task": t, "weight": w, "run": str(r.folder) if r.folder else None,
+    members = [{"model": r.spec.model, "task": t, "weight": w, "trained_for": r.spec.task,
+                "run": str(r.folder) if r.folder else None,
                 "test": {k: r.metrics["test"].get(k) for k in ("ndcg@10", "recall@10", "rmse", "mae")}}
                for r, t, w in zip(runs, ensemble.config.tasks, ensemble.config.weights, strict=True)]
     return {"model": "ensemble", "dataset": dataset.name, "protocol": spec.protocol, "fold": split.fold,

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from distillrec.data.splits import make_split
-from distillrec.ensemble.build import build_ensemble
+from distillrec.ensemble.build import build_ensemble, member_spec
 from distillrec.ensemble.weighted import Ensemble
 from distillrec.ensemble.weights import DEFAULT_ALGORITHMS, DEFAULT_TASKS, DEFAULT_WEIGHTS, parse_members
 from distillrec.errors import DistillrecError
@@ -103,8 +103,10 @@ def _check_default_ensemble(run: Run, data: DataSpec, fold: int | None, folder: 
 def _members_current(run: Run, data: DataSpec, protocol: str, seed: int, fold: int | None,
                      root: Path | None) -> bool:
     """Whether the ensemble was built from the member runs the current settings give (same run-folder names)."""
-    expected = [run_folder(zoo_spec(m, data, protocol, seed, fold), root).name for m in run.model.config.models]
-    return [Path(f).name for f in run.model.config.member_runs] == expected
+    config = run.model.config
+    expected = [run_folder(member_spec(zoo_spec(m, data, protocol, seed, fold), t), root).name
+                for m, t in zip(config.models, config.tasks, strict=True)]
+    return [Path(f).name for f in config.member_runs] == expected
 
 
 def _epoch_seconds(run: Run) -> dict[str, float]:

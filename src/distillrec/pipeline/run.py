@@ -6,10 +6,10 @@ Each stage calls the same library function as its separate command, with the sam
 (``limits: full``, the default off the synthetic set) the numbers are those of ``distillrec zoo``,
 ``ensemble``, ``fisher`` and ``distill`` with the same seed.
 
-Layout of ``OUT``: ``runs/`` (one folder per zoo model), ``zoo/`` (zoo.json, zoo.md), ``ensemble/`` (the teacher's
-run folder), ``fisher/`` (fisher_report.json and plots), ``student/`` (the distilled student's run folder with
-trajectory.jsonl/png), ``report_files/``, ``report.md``, ``report.html``, ``pipeline_config.json`` and
-``.stages/`` (the finished-markers, see :mod:`distillrec.pipeline.stages`).
+Layout of ``OUT``: ``runs/`` (one folder per zoo model and per rating-only ensemble member), ``zoo/`` (zoo.json,
+zoo.md), ``ensemble/`` (the teacher's run folder), ``fisher/`` (fisher_report.json and plots), ``student/`` (the
+distilled student's run folder with trajectory.jsonl/png), ``report_files/``, ``report.md``, ``report.html``,
+``pipeline_config.json`` and ``.stages/`` (the finished-markers, see :mod:`distillrec.pipeline.stages`).
 """
 
 from __future__ import annotations

@@ -45,6 +45,10 @@ METHODS = (("ours: Fisher pruning + distillation", "ours", {}, SEEDS),
 MEMBERS = ("svd", "xdeepfm", "autoint")
 
 
+#: teacher folder -> its serving cost, measured once per process (each distill() would re-measure it, ~25 s)
+_TEACHER_COSTS: dict[str, dict] = {}
+
+
 def student_run(name: str, teacher: Run, config: DistillConfig) -> Run:
     """The stored student of ``name`` when its settings and its teacher match, else a fresh distillation.
 
@@ -60,7 +64,11 @@ def student_run(name: str, teacher: Run, config: DistillConfig) -> Run:
         if same_teacher and {k: v for k, v in stored.items() if k != "teacher_run"} == wanted:
             return load_run(folder)
     print(f"distilling {name} ...", flush=True)
-    return distill(teacher, config, folder, progress=False)
+    key = str(teacher.folder)
+    if key not in _TEACHER_COSTS:
+        _TEACHER_COSTS[key] = serving_cost(teacher.model.eval(), teacher.model.n_users,
+                                           requests=config.latency_requests)
+    return distill(teacher, config, folder, progress=False, teacher_cost=_TEACHER_COSTS[key])
 
 
 def dense_size_config(teacher: Run, target_prunable: int) -> dict:

@@ -104,3 +104,14 @@ def test_prune_and_distil_end_to_end(teacher, tmp_path) -> None:
     users = torch.arange(20)
     assert torch.allclose(loaded.model.score(users), run.model.eval().score(users))
     assert loaded.metrics["test"]["ndcg@10"] == run.metrics["test"]["ndcg@10"]
+
+
+def test_given_teacher_cost_is_used_instead_of_measured(teacher, tmp_path) -> None:
+    """A benchmark measures the teacher once and passes it in; the speed-up is computed from that figure."""
+    config = DistillConfig(epochs=1, recover_epochs=1, pruning_steps=1, fisher_samples=128, batch_size=256,
+                           n_top=5, latency_requests=20)
+    given = {"latency_p50_ms": 123.0, "latency_p99_ms": 456.0, "users_per_second": 7.0}
+    run = distill(teacher, config, tmp_path / "student", progress=False, teacher_cost=given)
+    assert run.metrics["teacher"]["cost_same_run"] == given
+    expected = round(456.0 / run.metrics["cost"]["latency_p99_ms"], 4)
+    assert run.metrics["distillation"]["latency_p99_speedup"] == expected

@@ -83,8 +83,13 @@ class DistillConfig:
             raise DistillrecError("--recover_epochs must be >= 0, --patience >= 1 and --lr > 0")
 
 
-def distill(teacher: Run, config: DistillConfig, out: Path | None = None, progress: bool = True) -> Run:
-    """Distil (and prune) a student from ``teacher``; saves the student's run folder to ``out`` when given."""
+def distill(teacher: Run, config: DistillConfig, out: Path | None = None, progress: bool = True,
+            teacher_cost: dict[str, Any] | None = None) -> Run:
+    """Distil (and prune) a student from ``teacher``; saves the student's run folder to ``out`` when given.
+
+    ``teacher_cost`` is the teacher's ``serving_cost`` measured earlier in the same process (a benchmark distilling
+    many students from one teacher measures it once); by default it is measured after the student's.
+    """
     config.validate()
     start = time.perf_counter()
     device = next(teacher.model.buffers(), torch.zeros(())).device
@@ -111,7 +116,8 @@ def distill(teacher: Run, config: DistillConfig, out: Path | None = None, progre
             recovered = _train(student, task, data, validate, config, config.recover_epochs, out, progress,
                                f"step{step}", config.seed + step)
             log.step(_row(step, student, recovered, validate, config, removed, max_diff))
-    metrics = _final_metrics(student, teacher, config, dataset, split, log.rows, time.perf_counter() - start, device)
+    metrics = _final_metrics(student, teacher, config, dataset, split, log.rows, time.perf_counter() - start, device,
+                             teacher_cost)
     run = Run(RunSpec(model=config.student, data=spec.data, protocol=spec.protocol, fold=spec.fold, seed=spec.seed,
                       task="both", model_config=student.config_dict(),
                       train=TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
@@ -217,12 +223,13 @@ class _Log:
 
 
 def _final_metrics(student, teacher: Run, config: DistillConfig, dataset, split, rows, seconds: float,
-                   device: torch.device) -> dict[str, Any]:
+                   device: torch.device, teacher_cost: dict[str, Any] | None) -> dict[str, Any]:
     cost = {"params": count_parameters(student) + sum(b.numel() for b in student.buffers()), "bytes": None,
             "train_seconds": round(seconds, 3), "epochs": sum(r["epochs"] for r in rows),
             **serving_cost(student, dataset.n_users, requests=config.latency_requests, device=device),
             "peak_rss_mb": round(peak_rss_mb(), 1), "threads": torch.get_num_threads()}
-    teacher_now = serving_cost(teacher.model, dataset.n_users, requests=config.latency_requests, device=device)
+    teacher_now = teacher_cost or serving_cost(teacher.model, dataset.n_users, requests=config.latency_requests,
+                                               device=device)
     teacher_metrics = {k: teacher.metrics.get(k) for k in ("model", "valid", "test", "cost")}
     teacher_metrics["cost_same_run"] = teacher_now
     test = evaluate(student, dataset, split, "test", device=device)

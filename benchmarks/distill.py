@@ -66,8 +66,7 @@ def student_run(name: str, teacher: Run, config: DistillConfig) -> Run:
     print(f"distilling {name} ...", flush=True)
     key = str(teacher.folder)
     if key not in _TEACHER_COSTS:
-        _TEACHER_COSTS[key] = serving_cost(teacher.model.eval(), teacher.model.n_users,
-                                           requests=config.latency_requests)
+        _TEACHER_COSTS[key] = measured(teacher)
     return distill(teacher, config, folder, progress=False, teacher_cost=_TEACHER_COSTS[key])
 
 

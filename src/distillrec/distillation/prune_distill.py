@@ -228,8 +228,9 @@ def _final_metrics(student, teacher: Run, config: DistillConfig, dataset, split,
             "train_seconds": round(seconds, 3), "epochs": sum(r["epochs"] for r in rows),
             **serving_cost(student, dataset.n_users, requests=config.latency_requests, device=device),
             "peak_rss_mb": round(peak_rss_mb(), 1), "threads": torch.get_num_threads()}
-    teacher_now = teacher_cost or serving_cost(teacher.model, dataset.n_users, requests=config.latency_requests,
-                                               device=device)
+    teacher_now = teacher_cost
+    if teacher_now is None:
+        teacher_now = serving_cost(teacher.model, dataset.n_users, requests=config.latency_requests, device=device)
     teacher_metrics = {k: teacher.metrics.get(k) for k in ("model", "valid", "test", "cost")}
     teacher_metrics["cost_same_run"] = teacher_now
     test = evaluate(student, dataset, split, "test", device=device)

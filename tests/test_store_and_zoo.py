@@ -21,6 +21,31 @@ def test_hash_ignores_spelled_out_defaults_but_not_changes() -> None:
     assert spec_hash(base) != spec_hash(RunSpec(model="svd", data=SMALL, train=TrainConfig(lr=0.5)))
 
 
+def test_hash_follows_the_data_files_contents_not_their_place(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("DISTILLREC_DATA", raising=False)
+    for copy in ("a", "b"):
+        (tmp_path / copy / "ml-100k").mkdir(parents=True)
+        (tmp_path / copy / "ml-100k" / "u.data").write_text("1\t1\t5\t881250949\n")
+    in_a, in_b = (RunSpec(model="svd", data=DataSpec("ml-100k", data_dir=str(tmp_path / c))) for c in "ab")
+    assert spec_hash(in_a) == spec_hash(in_b)
+    monkeypatch.setenv("DISTILLREC_DATA", str(tmp_path / "b"))
+    assert spec_hash(RunSpec(model="svd", data=DataSpec("ml-100k"))) == spec_hash(in_a)  # found through the env
+    (tmp_path / "b" / "ml-100k" / "u.data").write_text("1\t1\t4\t881250949\n1\t2\t3\t881250950\n")
+    assert spec_hash(in_a) != spec_hash(in_b)
+
+
+def test_a_file_edited_in_place_is_a_new_run(tmp_path) -> None:
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text("user,item,rating\n1,1,5\n")
+    spec = RunSpec(model="svd", data=DataSpec("csv", path=str(ratings)))
+    before = spec_hash(spec)
+    ratings.write_text("user,item,rating\n1,1,5\n1,2,3\n")
+    after = spec_hash(spec)
+    assert after != before
+    ratings.rename(tmp_path / "moved.csv")  # the same contents elsewhere, under another name: the same run
+    assert spec_hash(RunSpec(model="svd", data=DataSpec("csv", path=str(tmp_path / "moved.csv")))) == after
+
+
 def test_second_call_reuses_the_stored_run(tmp_path) -> None:
     spec = RunSpec(model="pop", data=SMALL)
     first, reused_first = get_or_train(spec, tmp_path, progress=False)

@@ -2,9 +2,10 @@
 
 Runs live under ``$DISTILLREC_RUNS`` (default ``runs/`` in the working directory), in folders named by model,
 dataset, protocol, seed and a hash of the fully resolved spec (model settings with defaults filled in,
-training settings, task, data source). A finished folder with a matching spec is loaded instead of
-retrained; a new run is trained into a temporary folder and renamed into place, so an interrupted training
-never leaves a half-written run that would later be mistaken for a finished one.
+training settings, task, and the data: the contents of its source files, or a generator's settings). A
+finished folder with a matching spec is loaded instead of retrained; a new run is trained into a temporary
+folder and renamed into place, so an interrupted training never leaves a half-written run that would later be
+mistaken for a finished one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from distillrec.data.dataset import Dataset
+from distillrec.data.fingerprint import data_sha256
 from distillrec.registry import build_config
 from distillrec.runs import DataSpec, Run, RunSpec, load_run, train_run
 
@@ -27,8 +29,16 @@ def runs_root() -> Path:
 
 
 def resolved_spec(spec: RunSpec) -> dict:
-    """The spec with model defaults filled in, so that omitted and explicit defaults hash alike."""
+    """The spec with model defaults filled in, so that omitted and explicit defaults hash alike.
+
+    A dataset read from files is identified by their contents, not by where they were found.
+    """
     raw = spec.to_dict()
+    contents = data_sha256(spec.data.name, spec.data.data_dir, spec.data.path)
+    if contents is not None:
+        for where in ("data_dir", "path"):
+            raw["data"].pop(where)
+        raw["data"]["sha256"] = contents
     raw["model_config"] = dataclasses.asdict(build_config(spec.model, spec.model_config))
     raw.pop("device", None)  # where it ran does not change what was trained
     if not raw["train"].get("compile"):

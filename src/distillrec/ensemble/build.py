@@ -42,10 +42,12 @@ def build_ensemble(members: list[MemberSpec], data: DataSpec, protocol: str = "p
     dataset = data.load()
     split = make_split(dataset, protocol, seed, fold)
     if specs is None:
-        specs = [zoo_spec(m.model, data, protocol, seed, fold, device) for m in members]
-    if [s.model for s in specs] != [m.model for m in members]:
-        raise DistillrecError("build_ensemble: one run spec per member, in the members' order")
-    specs = [member_spec(s, m.task) for s, m in zip(specs, members, strict=True)]
+        specs = zoo_member_specs([m.model for m in members], [m.task for m in members], data, protocol, seed, fold,
+                                 device)
+    else:
+        if [s.model for s in specs] != [m.model for m in members]:
+            raise DistillrecError("build_ensemble: one run spec per member, in the members' order")
+        specs = [member_spec(s, m.task) for s, m in zip(specs, members, strict=True)]
     runs = [get_or_train(spec, root, dataset=dataset, progress=progress)[0] for spec in specs]
     models = [r.model.eval() for r in runs]
     tasks = [m.task for m in members]
@@ -85,6 +87,12 @@ def build_ensemble(members: list[MemberSpec], data: DataSpec, protocol: str = "p
     if out is not None:
         save_run(run, Path(out))
     return run
+
+
+def zoo_member_specs(models: Sequence[str], tasks: Sequence[str], data: DataSpec, protocol: str, seed: int,
+                     fold: int | None, device: str = "cpu") -> list[RunSpec]:
+    """The run specs of members trained with the zoo's settings: what an ensemble built by default is made of."""
+    return [member_spec(zoo_spec(m, data, protocol, seed, fold, device), t) for m, t in zip(models, tasks, strict=True)]
 
 
 def member_spec(spec: RunSpec, task: str) -> RunSpec:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from distillrec.data.splits import make_split
-from distillrec.ensemble.build import build_ensemble, member_spec
+from distillrec.ensemble.build import build_ensemble, zoo_member_specs
 from distillrec.ensemble.weighted import Ensemble
 from distillrec.ensemble.weights import DEFAULT_ALGORITHMS, DEFAULT_TASKS, DEFAULT_WEIGHTS, parse_members
 from distillrec.errors import DistillrecError
@@ -104,8 +104,8 @@ def _members_current(run: Run, data: DataSpec, protocol: str, seed: int, fold: i
                      root: Path | None) -> bool:
     """Whether the ensemble was built from the member runs the current settings give (same run-folder names)."""
     config = run.model.config
-    expected = [run_folder(member_spec(zoo_spec(m, data, protocol, seed, fold), t), root).name
-                for m, t in zip(config.models, config.tasks, strict=True)]
+    expected = [run_folder(s, root).name for s in zoo_member_specs(config.models, config.tasks, data, protocol, seed,
+                                                                     fold)]
     return [Path(f).name for f in config.member_runs] == expected
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from distillrec.data.download import resolve_dataset_dir
+from distillrec.data.loading import movielens_folder
 from distillrec.data.movielens import MOVIELENS_DATASETS
 
 #: (resolved path, size, mtime) -> SHA-256 of the bytes, so one process hashes each file once
@@ -32,11 +32,11 @@ def data_sha256(name: str, data_dir: str | None, path: str | None) -> str | None
     a source that is not there (loading it then fails with the loader's own one-line error).
 
     A MovieLens folder counts whole, by file names and contents (ml-100k's ``u{fold}.base/test`` define
-    P-RATING's folds); it is looked up as :func:`~distillrec.data.loading.load_dataset` does, downloading it
-    when no copy is found. A single file counts by its contents only, so renaming it changes nothing.
+    P-RATING's folds); it is found by the loader's own lookup, downloading it when no copy is found. A single
+    file counts by its contents only, so renaming it changes nothing.
     """
     if name in MOVIELENS_DATASETS:
-        root = Path(path).expanduser() if path else resolve_dataset_dir(name, Path(data_dir) if data_dir else None)
+        root = movielens_folder(name, Path(data_dir) if data_dir else None, Path(path) if path else None)
         if not root.is_dir():
             return None
         digest = hashlib.sha256()

@@ -47,12 +47,18 @@ def load_dataset(name: str, data_dir: Path | None = None, path: Path | None = No
             raise DataError(f"bad synthetic dataset settings {synthetic}: {exc}") from None
         return generate_synthetic(config)
     if kind == "movielens":
-        root = Path(path).expanduser() if path is not None else resolve_dataset_dir(name, data_dir, download)
-        return load_movielens(name, root)
+        return load_movielens(name, movielens_folder(name, data_dir, path, download))
     if path is None:
         raise DataError(f"dataset {name!r} needs the file to read: pass --path FILE")
     return load_table(Path(path).expanduser(), fmt=name, columns=columns, rating_scale=rating_scale, sep=sep,
                       user_features=user_features, item_features=item_features)
+
+
+def movielens_folder(name: str, data_dir: Path | None = None, path: Path | None = None,
+                     download: bool = True) -> Path:
+    """The unpacked folder MovieLens set ``name`` is read from: ``path`` itself, else the first copy found in
+    ``data_dir``, ``$DISTILLREC_DATA`` or the cache (downloaded into the cache if ``download`` allows)."""
+    return Path(path).expanduser() if path is not None else resolve_dataset_dir(name, data_dir, download)
 
 
 def list_datasets(data_dir: Path | None = None) -> list[dict[str, object]]:
